@@ -1,0 +1,285 @@
+//! The policy file, `/etc/twofa/twofa.toml`: parsed, validated, and every error naming the
+//! file, the key and the line.
+//!
+//! No file at the default path means the documented defaults; a path given explicitly
+//! (`config=` of the module, `--config` of the CLI) that does not exist is an error, so a typo
+//! in a PAM stack can't silently fall back to defaults. A key that a later version of twofa
+//! supports is reported as "not supported yet", any other unknown key as "unknown key": never
+//! ignored, because an admin who wrote `max_failures = 3` must not believe it is enforced.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
+use crate::securefile::{self, FileError, Rules};
+use crate::tomlfile::{Doc, FieldError, Fields};
+
+/// Where the policy lives unless `config=`/`--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/twofa/twofa.toml";
+/// Where enrollments and state live unless `[storage] dir` says otherwise.
+pub const DEFAULT_STORAGE: &str = "/var/lib/twofa";
+/// The only config format version.
+pub const VERSION: i64 = 1;
+/// Largest accepted `window`: each step more is another code an attacker may guess.
+pub const MAX_WINDOW: u64 = 10;
+
+/// What happens to a user with no enrollment once the password is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unenrolled {
+    /// Asked for a code like everyone, then denied.
+    Deny,
+    /// Let through without a code (PAM_IGNORE).
+    Allow,
+}
+
+/// The `[totp]` table: defaults for new enrollments, and the verification window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Totp {
+    /// Shown in the app beside the account name.
+    pub issuer: String,
+    /// Hash, digits and period given to new enrollments (existing ones keep theirs).
+    pub params: Params,
+    /// Steps accepted either side of now, for clock drift.
+    pub window: u64,
+}
+
+/// The whole policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (or the default path when defaults were used), for messages.
+    pub source: PathBuf,
+    /// `[totp]`.
+    pub totp: Totp,
+    /// `[policy] unenrolled`.
+    pub unenrolled: Unenrolled,
+    /// `[storage] dir`.
+    pub storage_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: PathBuf::from(DEFAULT_PATH),
+            totp: Totp {
+                issuer: "twofa".to_string(),
+                params: Params::DEFAULT,
+                window: 1,
+            },
+            unenrolled: Unenrolled::Deny,
+            storage_dir: PathBuf::from(DEFAULT_STORAGE),
+        }
+    }
+}
+
+/// Why the policy could not be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// An explicitly named file does not exist.
+    Missing(PathBuf),
+    /// The file could not be opened safely (owner, mode, symlink, size...).
+    File(FileError),
+    /// A syntax error or a bad key or value.
+    Field(PathBuf, FieldError),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Missing(p) => write!(f, "{}: no such file", p.display()),
+            ConfigError::File(e) => write!(f, "{e}"),
+            ConfigError::Field(p, e) if e.line.is_some() => write!(f, "{}:{e}", p.display()),
+            ConfigError::Field(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys of later issues: known, documented, and refused with "not supported yet".
+const LATER_POLICY_KEYS: &[&str] = &[
+    "factors",
+    "enforce_groups",
+    "exempt_groups",
+    "exempt_services",
+    "max_failures",
+    "failure_window_seconds",
+    "lockout_seconds",
+    "enrollment_max_age_days",
+    "grace_until",
+    "remember_host_seconds",
+    "recovery_codes",
+    "on_store_error",
+    "fail_delay_ms",
+];
+const LATER_TABLES: &[&str] = &["hotp", "recovery", "delivery", "store", "fleet"];
+
+/// Loads the policy: `explicit` must exist; without it, a missing default file means defaults.
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
+    match securefile::read_file(path, &Rules::POLICY) {
+        Ok(Some(text)) => parse(&text, path),
+        Ok(None) if explicit.is_none() => Ok(Config::default()),
+        Ok(None) => Err(ConfigError::Missing(path.to_path_buf())),
+        Err(e) => Err(ConfigError::File(e)),
+    }
+}
+
+/// Parses and validates policy text; `path` is only used in messages and `source`.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let field = |e| ConfigError::Field(path.to_path_buf(), e);
+    let doc = Doc::parse(text).map_err(field)?;
+    let mut root = doc.root();
+    let mut config = Config {
+        source: path.to_path_buf(),
+        ..Config::default()
+    };
+    read_root(&mut root, &mut config).map_err(field)?;
+    Ok(config)
+}
+
+fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldError> {
+    match root.integer("version")? {
+        Some(VERSION) => {}
+        Some(v) => {
+            return Err(root.error(
+                "version",
+                format!("version {v} is not known to this twofa (it reads version {VERSION})"),
+            ))
+        }
+        None => {
+            return Err(FieldError {
+                line: None,
+                key: "version".into(),
+                message: format!("missing; the first line must be `version = {VERSION}`"),
+            })
+        }
+    }
+    if let Some(mut totp) = root.table("totp")? {
+        read_totp(&mut totp, &mut config.totp)?;
+        totp.finish()?;
+    }
+    if let Some(mut policy) = root.table("policy")? {
+        if let Some(v) = policy.string("unenrolled")? {
+            config.unenrolled = match v {
+                "deny" => Unenrolled::Deny,
+                "allow" => Unenrolled::Allow,
+                "grace" | "enroll" => {
+                    return Err(policy.error(
+                        "unenrolled",
+                        format!("\"{v}\" is not supported yet by this version of twofa (use \"deny\" or \"allow\")"),
+                    ))
+                }
+                other => {
+                    return Err(policy.error(
+                        "unenrolled",
+                        format!("must be \"deny\" or \"allow\", not \"{other}\""),
+                    ))
+                }
+            };
+        }
+        for key in LATER_POLICY_KEYS {
+            policy.not_supported_yet(key)?;
+        }
+        policy.finish()?;
+    }
+    if let Some(mut storage) = root.table("storage")? {
+        if let Some(dir) = storage.string("dir")? {
+            let p = PathBuf::from(dir);
+            if !p.is_absolute() || dir.contains('\0') {
+                return Err(storage.error("dir", "must be an absolute path"));
+            }
+            config.storage_dir = p;
+        }
+        storage.finish()?;
+    }
+    for key in LATER_TABLES {
+        root.not_supported_yet(key)?;
+    }
+    root.finish()
+}
+
+fn read_totp(totp: &mut Fields<'_>, out: &mut Totp) -> Result<(), FieldError> {
+    if let Some(issuer) = totp.string("issuer")? {
+        if issuer.is_empty() || issuer.contains(':') || issuer.chars().any(char::is_control) {
+            return Err(totp.error("issuer", "must be non-empty, without ':' or control characters"));
+        }
+        out.issuer = issuer.to_string();
+    }
+    if let Some(alg) = totp.string("algorithm")? {
+        out.params.algorithm = Algorithm::parse(alg).ok_or_else(|| {
+            totp.error(
+                "algorithm",
+                format!("must be \"SHA1\", \"SHA256\" or \"SHA512\", not \"{alg}\""),
+            )
+        })?;
+    }
+    if let Some(d) = totp.unsigned("digits", u64::from(MIN_DIGITS), u64::from(MAX_DIGITS))? {
+        out.params.digits = u32::try_from(d).unwrap_or(MIN_DIGITS);
+    }
+    if let Some(p) = totp.unsigned("period", 1, 3600)? {
+        out.params.period = p;
+    }
+    if let Some(w) = totp.unsigned("window", 0, MAX_WINDOW)? {
+        out.window = w;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("/etc/twofa/twofa.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn shipped_example_parses_to_the_defaults() -> Result<(), String> {
+        let text = include_str!("../../conf/twofa.toml");
+        let c = parse_str(text)?;
+        let d = Config::default();
+        assert_eq!((c.totp, c.unenrolled, c.storage_dir), (d.totp, d.unenrolled, d.storage_dir));
+        Ok(())
+    }
+
+    #[test]
+    fn every_key_is_read() -> Result<(), String> {
+        let c = parse_str(
+            "version = 1\n[totp]\nissuer = \"corp\"\nalgorithm = \"sha512\"\ndigits = 8\nperiod = 60\nwindow = 2\n\
+             [policy]\nunenrolled = \"allow\"\n[storage]\ndir = \"/srv/twofa\"\n",
+        )?;
+        assert_eq!(c.totp.issuer, "corp");
+        assert_eq!(c.totp.params, Params { algorithm: Algorithm::Sha512, digits: 8, period: 60 });
+        assert_eq!(c.totp.window, 2);
+        assert_eq!(c.unenrolled, Unenrolled::Allow);
+        assert_eq!(c.storage_dir, PathBuf::from("/srv/twofa"));
+        Ok(())
+    }
+
+    #[test]
+    fn errors_name_file_key_and_line() {
+        let cases = [
+            ("version = 1\n[totp]\ndigits = 9\n", "/etc/twofa/twofa.toml:3: key `totp.digits`: must be from 6 to 8, not 9"),
+            ("version = 1\n[totp]\nperiod = 0\n", "/etc/twofa/twofa.toml:3: key `totp.period`: must be from 1 to 3600, not 0"),
+            ("version = 1\n\n[policy]\nunenrolled = \"maybe\"\n", "/etc/twofa/twofa.toml:4: key `policy.unenrolled`: must be \"deny\" or \"allow\", not \"maybe\""),
+            ("version = 1\n[policy]\nmax_failures = 3\n", "/etc/twofa/twofa.toml:3: key `policy.max_failures`: not supported yet by this version of twofa"),
+            ("version = 1\n[policy]\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.unenrolled`: \"grace\" is not supported yet by this version of twofa (use \"deny\" or \"allow\")"),
+            ("version = 1\n[totp]\ncolor = 1\n", "/etc/twofa/twofa.toml:3: key `totp.color`: unknown key"),
+            ("version = 1\nfoo = 1\n", "/etc/twofa/twofa.toml:2: key `foo`: unknown key"),
+            ("version = 2\n", "/etc/twofa/twofa.toml:1: key `version`: version 2 is not known to this twofa (it reads version 1)"),
+            ("version = 1\n[totp]\nalgorithm = \"MD5\"\n", "/etc/twofa/twofa.toml:3: key `totp.algorithm`: must be \"SHA1\", \"SHA256\" or \"SHA512\", not \"MD5\""),
+            ("version = 1\n[delivery.email]\nprogram = \"x\"\n", "/etc/twofa/twofa.toml:2: key `delivery`: not supported yet by this version of twofa"),
+            ("version = 1\n[storage]\ndir = \"relative\"\n", "/etc/twofa/twofa.toml:3: key `storage.dir`: must be an absolute path"),
+            ("[totp]\n", "/etc/twofa/twofa.toml: key `version`: missing; the first line must be `version = 1`"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_str(text).err().as_deref(), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_named_file_that_does_not_exist_is_an_error() {
+        let e = load(Some(Path::new("/nonexistent/twofa.toml")));
+        assert!(matches!(e, Err(ConfigError::Missing(_))));
+    }
+}

@@ -1,0 +1,213 @@
+//! A user's enrollment: the list of their second factors, with each factor's own parameters,
+//! so that changing the policy's defaults never breaks an existing user.
+//!
+//! Written only by root (the CLI, or the module for self-enrollment) into
+//! `<storage>/users/<account>.toml`, 0600. The file names its account: an enrollment copied
+//! over another user's file is refused rather than used.
+
+use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
+use crate::secret::Secret;
+use crate::tomlfile::{Doc, FieldError, Fields};
+use zeroize::Zeroizing;
+
+/// The enrollment file format version.
+pub const VERSION: i64 = 1;
+
+/// A TOTP factor (RFC 6238).
+#[derive(Debug, Clone)]
+pub struct TotpFactor {
+    /// The shared key.
+    pub secret: Secret,
+    /// This user's hash, digits and period.
+    pub params: Params,
+    /// Unix time of enrollment.
+    pub enrolled_at: u64,
+}
+
+/// One second factor of a user.
+#[derive(Debug, Clone)]
+pub enum Factor {
+    /// Time-based codes from an authenticator app.
+    Totp(TotpFactor),
+}
+
+impl Factor {
+    /// The factor's name in files, logs and output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Factor::Totp(_) => "totp",
+        }
+    }
+}
+
+/// Everything enrolled for one account.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    /// The canonical account name this enrollment belongs to.
+    pub account: String,
+    /// The factors, in the order they are offered.
+    pub factors: Vec<Factor>,
+}
+
+impl Enrollment {
+    /// The first TOTP factor, if any.
+    pub fn totp(&self) -> Option<&TotpFactor> {
+        self.factors.iter().map(|f| match f {
+            Factor::Totp(t) => t,
+        }).next()
+    }
+
+    /// Parses an enrollment file; `account` is the account it is read for.
+    pub fn parse(text: &str, account: &str) -> Result<Enrollment, FieldError> {
+        let doc = Doc::parse(text)?;
+        let mut root = doc.root();
+        check_version(&mut root)?;
+        let named = root
+            .string("account")?
+            .ok_or_else(|| root.error("account", "missing"))?;
+        if named != account {
+            return Err(root.error(
+                "account",
+                format!("this enrollment belongs to \"{named}\", not to \"{account}\""),
+            ));
+        }
+        let mut factors = Vec::new();
+        for mut f in root.tables("factor")? {
+            factors.push(parse_factor(&mut f)?);
+            f.finish()?;
+        }
+        root.finish()?;
+        if factors.is_empty() {
+            return Err(FieldError {
+                line: None,
+                key: "factor".into(),
+                message: "no factor enrolled".into(),
+            });
+        }
+        Ok(Enrollment {
+            account: account.to_string(),
+            factors,
+        })
+    }
+
+    /// The file's text. It holds secrets: the buffer is wiped when dropped.
+    pub fn to_toml(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::new());
+        out.push_str("# twofa enrollment: written by twofa-enroll, do not edit by hand.\n");
+        out.push_str(&format!("version = {VERSION}\naccount = {}\n", quote(&self.account)));
+        for f in &self.factors {
+            match f {
+                Factor::Totp(t) => {
+                    out.push_str("\n[[factor]]\ntype = \"totp\"\n");
+                    out.push_str(&format!("secret = \"{}\"\n", t.secret.to_base32().as_str()));
+                    out.push_str(&format!(
+                        "algorithm = \"{}\"\ndigits = {}\nperiod = {}\nenrolled_at = {}\n",
+                        t.params.algorithm, t.params.digits, t.params.period, t.enrolled_at
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A TOML basic string for `s` (escapes quotes, backslashes and control characters).
+pub fn quote(s: &str) -> String {
+    toml_edit::Value::from(s).to_string().trim().to_string()
+}
+
+fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {
+    match root.integer("version")? {
+        Some(VERSION) => Ok(()),
+        Some(v) => Err(root.error("version", format!("version {v} is not known to this twofa"))),
+        None => Err(root.error("version", "missing")),
+    }
+}
+
+fn parse_factor(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
+    let kind = f.string("type")?.ok_or_else(|| f.error("type", "missing"))?;
+    match kind {
+        "totp" => {}
+        "hotp" | "recovery" | "email" | "pushover" | "script" => {
+            return Err(f.error("type", format!("\"{kind}\" is not supported yet by this version of twofa")))
+        }
+        other => return Err(f.error("type", format!("unknown factor type \"{other}\""))),
+    }
+    let secret_text = f.string("secret")?.ok_or_else(|| f.error("secret", "missing"))?;
+    let secret = Secret::from_base32(secret_text).map_err(|e| f.error("secret", e.to_string()))?;
+    let alg = f.string("algorithm")?.ok_or_else(|| f.error("algorithm", "missing"))?;
+    let algorithm = Algorithm::parse(alg)
+        .ok_or_else(|| f.error("algorithm", format!("unknown algorithm \"{alg}\"")))?;
+    let digits = f
+        .unsigned("digits", u64::from(MIN_DIGITS), u64::from(MAX_DIGITS))?
+        .ok_or_else(|| f.error("digits", "missing"))?;
+    let period = f
+        .unsigned("period", 1, 3600)?
+        .ok_or_else(|| f.error("period", "missing"))?;
+    let enrolled_at = f.unsigned("enrolled_at", 0, u64::MAX >> 1)?.unwrap_or(0);
+    Ok(Factor::Totp(TotpFactor {
+        secret,
+        params: Params {
+            algorithm,
+            digits: u32::try_from(digits).unwrap_or(MIN_DIGITS),
+            period,
+        },
+        enrolled_at,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Result<Enrollment, String> {
+        Ok(Enrollment {
+            account: "alice".into(),
+            factors: vec![Factor::Totp(TotpFactor {
+                secret: Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").map_err(|e| e.to_string())?,
+                params: Params { algorithm: Algorithm::Sha256, digits: 8, period: 60 },
+                enrolled_at: 1_700_000_000,
+            })],
+        })
+    }
+
+    #[test]
+    fn enrollment_round_trips_with_its_own_parameters() -> Result<(), String> {
+        let e = sample()?;
+        let text = e.to_toml();
+        let back = Enrollment::parse(&text, "alice").map_err(|e| e.to_string())?;
+        let t = back.totp().ok_or("no totp")?;
+        assert_eq!(t.params, Params { algorithm: Algorithm::Sha256, digits: 8, period: 60 });
+        assert_eq!(t.secret.bytes(), b"12345678901234567890");
+        assert_eq!(t.enrolled_at, 1_700_000_000);
+        Ok(())
+    }
+
+    #[test]
+    fn an_enrollment_copied_to_another_account_is_refused() -> Result<(), String> {
+        let text = sample()?.to_toml();
+        let err = Enrollment::parse(&text, "mallory").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("3: key `account`: this enrollment belongs to \"alice\", not to \"mallory\""));
+        Ok(())
+    }
+
+    #[test]
+    fn broken_enrollments_say_what_is_wrong() {
+        let base = "version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"totp\"\n";
+        let cases = [
+            (format!("{base}secret = \"!!!\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\n"), "not base32"),
+            (format!("{base}secret = \"JBSWY3DP\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 30\n"), "40 bits"),
+            (format!("{base}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"MD5\"\ndigits = 6\nperiod = 30\n"), "unknown algorithm"),
+            (format!("{base}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"SHA1\"\ndigits = 10\nperiod = 30\n"), "from 6 to 8"),
+            (format!("{base}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 0\n"), "from 1 to 3600"),
+            ("version = 7\naccount = \"alice\"\n".to_string(), "version 7"),
+            ("version = 1\naccount = \"alice\"\n".to_string(), "no factor"),
+            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"hotp\"\n".to_string(), "not supported yet"),
+            ("version = 1\naccount = \"ali".to_string(), "not valid TOML"),
+        ];
+        for (text, want) in cases {
+            let err = Enrollment::parse(&text, "alice").err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}

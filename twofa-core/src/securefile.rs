@@ -1,0 +1,506 @@
+//! The one way twofa opens, writes and locks its files.
+//!
+//! Everything under the storage directory is reached from an open directory descriptor with
+//! `openat(O_NOFOLLOW)`, and every check (type, owner, mode, link count, size) is made with
+//! `fstat` on what was opened, never on a path that could change in between (sudo-rs'
+//! `secure_open` is the model). Writes go to a temp file in the same directory that is fsynced
+//! and renamed over the old one, then the directory is fsynced: a reader never sees half a file,
+//! and a crash leaves the old or the new file, never a truncated one. Locks are `flock` on a
+//! lock file that is never renamed, so a waiter never holds a lock on a dead inode, and the
+//! kernel drops a lock when its holder dies: no stale lock files.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, mkdirat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+use zeroize::Zeroizing;
+
+/// The owner every twofa file and directory must have.
+pub const ROOT_UID: u32 = 0;
+
+/// What a file must look like before twofa believes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Mode bits that must be clear (0o077 for secrets, 0o022 for the policy file).
+    pub forbidden_mode: u32,
+    /// Largest size read; a larger file is refused rather than truncated.
+    pub max_size: u64,
+    /// Whether more than one hard link is refused (a second name could be outside our tree).
+    pub single_link: bool,
+}
+
+impl Rules {
+    /// Enrollment and state files: root only, 0600 at most, one link, 64 KiB.
+    pub const SECRET: Rules = Rules {
+        forbidden_mode: 0o077,
+        max_size: 64 * 1024,
+        single_link: true,
+    };
+    /// The policy file: root-owned, not group- or world-writable (0644 is fine).
+    pub const POLICY: Rules = Rules {
+        forbidden_mode: 0o022,
+        max_size: 256 * 1024,
+        single_link: false,
+    };
+}
+
+/// Why a file or directory was refused or could not be used.
+#[derive(Debug)]
+pub enum FileError {
+    /// A symbolic link where a file or directory must be.
+    Symlink(PathBuf),
+    /// Not a regular file (a directory, FIFO, device...), or not a directory where one must be.
+    WrongType(PathBuf, &'static str),
+    /// Owned by someone other than root.
+    Owner(PathBuf, u32),
+    /// Group or others may read or write it.
+    Mode(PathBuf, u32),
+    /// More than one hard link.
+    HardLinked(PathBuf, u64),
+    /// Larger than the limit.
+    TooLarge(PathBuf, u64),
+    /// Not UTF-8 text.
+    NotText(PathBuf),
+    /// The lock stayed taken until the deadline.
+    LockTimeout(PathBuf),
+    /// Any other system error.
+    Io(PathBuf, io::Error),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::Symlink(p) => write!(f, "{}: is a symbolic link; refused", p.display()),
+            FileError::WrongType(p, want) => write!(f, "{}: is not a {want}", p.display()),
+            FileError::Owner(p, uid) => {
+                write!(f, "{}: owned by uid {uid}, must be owned by root", p.display())
+            }
+            FileError::Mode(p, mode) => write!(
+                f,
+                "{}: mode {:04o} lets others read or write it (chmod go-rwx)",
+                p.display(),
+                mode & 0o7777
+            ),
+            FileError::HardLinked(p, n) => {
+                write!(f, "{}: has {n} hard links, must have exactly one", p.display())
+            }
+            FileError::TooLarge(p, max) => {
+                write!(f, "{}: larger than {max} bytes; refused", p.display())
+            }
+            FileError::NotText(p) => write!(f, "{}: is not UTF-8 text", p.display()),
+            FileError::LockTimeout(p) => {
+                write!(f, "{}: still locked by another login; gave up", p.display())
+            }
+            FileError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+fn io_err(path: &Path, e: impl Into<io::Error>) -> FileError {
+    FileError::Io(path.to_path_buf(), e.into())
+}
+
+fn check_meta(path: &Path, meta: &std::fs::Metadata, rules: &Rules) -> Result<(), FileError> {
+    if !meta.file_type().is_file() {
+        return Err(FileError::WrongType(path.to_path_buf(), "regular file"));
+    }
+    if meta.uid() != ROOT_UID {
+        return Err(FileError::Owner(path.to_path_buf(), meta.uid()));
+    }
+    if meta.mode() & rules.forbidden_mode != 0 {
+        return Err(FileError::Mode(path.to_path_buf(), meta.mode()));
+    }
+    if rules.single_link && meta.nlink() != 1 {
+        return Err(FileError::HardLinked(path.to_path_buf(), meta.nlink()));
+    }
+    if meta.len() > rules.max_size {
+        return Err(FileError::TooLarge(path.to_path_buf(), rules.max_size));
+    }
+    Ok(())
+}
+
+/// Reads an opened file within `rules`, checking the opened descriptor, not the path.
+fn read_checked(path: &Path, mut file: File, rules: &Rules) -> Result<Zeroizing<String>, FileError> {
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    check_meta(path, &meta, rules)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    // Read one byte past the limit: a file that grew after fstat is refused, not cut short.
+    (&mut file)
+        .take(rules.max_size + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_err(path, e))?;
+    if buf.len() as u64 > rules.max_size {
+        return Err(FileError::TooLarge(path.to_path_buf(), rules.max_size));
+    }
+    match std::str::from_utf8(&buf) {
+        Ok(s) => Ok(Zeroizing::new(s.to_string())),
+        Err(_) => Err(FileError::NotText(path.to_path_buf())),
+    }
+}
+
+fn open_error(path: &Path, e: Errno) -> FileError {
+    match e {
+        Errno::ELOOP => FileError::Symlink(path.to_path_buf()),
+        Errno::ENOTDIR => FileError::WrongType(path.to_path_buf(), "directory"),
+        Errno::ENXIO => FileError::WrongType(path.to_path_buf(), "regular file"),
+        other => io_err(path, other),
+    }
+}
+
+/// Reads a file by absolute path (the policy file): `O_NOFOLLOW`, then the opened file checked.
+/// `Ok(None)` when it does not exist.
+pub fn read_file(path: &Path, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
+    let opened = File::options()
+        .read(true)
+        .custom_flags(libc_flags(OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY))
+        .open(path);
+    match opened {
+        Ok(file) => read_checked(path, file, rules).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0)))),
+    }
+}
+
+fn libc_flags(flags: OFlag) -> i32 {
+    flags.bits()
+}
+
+/// A directory of twofa's storage, held open so that files are reached relative to it.
+#[derive(Debug)]
+pub struct SecureDir {
+    dir: File,
+    path: PathBuf,
+}
+
+/// How long a login waits for another login of the same user to finish its write.
+pub const LOCK_DEADLINE: Duration = Duration::from_secs(5);
+
+impl SecureDir {
+    /// Opens the directory at an absolute `path`, which must be root's and not writable by
+    /// others. With `create`, a missing directory is made (0700). `Ok(None)`: it does not
+    /// exist and `create` is false.
+    pub fn open(path: &Path, create: bool) -> Result<Option<SecureDir>, FileError> {
+        let opened = File::options()
+            .read(true)
+            .custom_flags(libc_flags(OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW))
+            .open(path);
+        let dir = match opened {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .recursive(true)
+                    .create(path)
+                    .map_err(|e| io_err(path, e))?;
+                File::options()
+                    .read(true)
+                    .custom_flags(libc_flags(OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW))
+                    .open(path)
+                    .map_err(|e| open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0)))),
+        };
+        let d = SecureDir {
+            dir,
+            path: path.to_path_buf(),
+        };
+        d.check()?;
+        Ok(Some(d))
+    }
+
+    fn check(&self) -> Result<(), FileError> {
+        let meta = self.dir.metadata().map_err(|e| io_err(&self.path, e))?;
+        if !meta.is_dir() {
+            return Err(FileError::WrongType(self.path.clone(), "directory"));
+        }
+        if meta.uid() != ROOT_UID {
+            return Err(FileError::Owner(self.path.clone(), meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(FileError::Mode(self.path.clone(), meta.mode()));
+        }
+        Ok(())
+    }
+
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn child(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Opens the subdirectory `name` (created 0700 with `create`); it must be root's and
+    /// closed to group and others.
+    pub fn subdir(&self, name: &str, create: bool) -> Result<Option<SecureDir>, FileError> {
+        let path = self.child(name);
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(self.dir.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) if create => {
+                match mkdirat(self.dir.as_fd(), name, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(io_err(&path, e)),
+                }
+                openat(self.dir.as_fd(), name, flags, Mode::empty())
+                    .map_err(|e| open_error(&path, e))?
+            }
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(open_error(&path, e)),
+        };
+        let d = SecureDir {
+            dir: File::from(fd),
+            path,
+        };
+        d.check()?;
+        let mode = d.dir.metadata().map_err(|e| io_err(&d.path, e))?.mode();
+        if mode & 0o077 != 0 {
+            return Err(FileError::Mode(d.path.clone(), mode));
+        }
+        Ok(Some(d))
+    }
+
+    /// Reads `name` under `rules`; `Ok(None)` when it does not exist.
+    pub fn read(&self, name: &str, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
+        let path = self.child(name);
+        let flags = OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
+        match openat(self.dir.as_fd(), name, flags, Mode::empty()) {
+            Ok(fd) => read_checked(&path, File::from(fd), rules).map(Some),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(open_error(&path, e)),
+        }
+    }
+
+    /// Replaces `name` with `contents` atomically and durably: temp file (0600, `O_EXCL`),
+    /// write, fsync, rename, fsync of the directory. Temp files that a killed writer left
+    /// behind for the same name are removed first; call this under the name's lock.
+    pub fn write_atomic(&self, name: &str, contents: &[u8]) -> Result<(), FileError> {
+        self.remove_stale_temps(name);
+        let tmp = format!(".{name}.tmp.{}.{:08x}", std::process::id(), random_u32());
+        let tmp_path = self.child(&tmp);
+        let flags = OFlag::O_WRONLY
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC;
+        let fd = openat(self.dir.as_fd(), tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| open_error(&tmp_path, e))?;
+        let mut file = File::from(fd);
+        let written = (|| -> Result<(), FileError> {
+            fchmod(file.as_fd(), Mode::from_bits_truncate(0o600)).map_err(|e| io_err(&tmp_path, e))?;
+            file.write_all(contents).map_err(|e| io_err(&tmp_path, e))?;
+            file.sync_all().map_err(|e| io_err(&tmp_path, e))?;
+            renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name)
+                .map_err(|e| io_err(&self.child(name), e))
+        })();
+        if let Err(e) = written {
+            let _ = unlinkat(self.dir.as_fd(), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        self.dir.sync_all().map_err(|e| io_err(&self.path, e))
+    }
+
+    /// Moves `from` to `to` within this directory (durably). `Ok(false)`: `from` did not exist.
+    pub fn rename(&self, from: &str, to: &str) -> Result<bool, FileError> {
+        match renameat(self.dir.as_fd(), from, self.dir.as_fd(), to) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(io_err(&self.child(from), e)),
+        }
+        self.dir.sync_all().map_err(|e| io_err(&self.path, e))?;
+        Ok(true)
+    }
+
+    /// Moves `name` of this directory into `target` (another directory of the same file
+    /// system) as `new_name`, durably. `Ok(false)`: `name` did not exist.
+    pub fn move_to(&self, name: &str, target: &SecureDir, new_name: &str) -> Result<bool, FileError> {
+        match renameat(self.dir.as_fd(), name, target.dir.as_fd(), new_name) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(io_err(&self.child(name), e)),
+        }
+        target.dir.sync_all().map_err(|e| io_err(&target.path, e))?;
+        self.dir.sync_all().map_err(|e| io_err(&self.path, e))?;
+        Ok(true)
+    }
+
+    fn remove_stale_temps(&self, name: &str) {
+        let prefix = format!(".{name}.tmp.");
+        let Ok(entries) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            if let Some(n) = file_name.to_str() {
+                if n.starts_with(&prefix) {
+                    let _ = unlinkat(self.dir.as_fd(), n, UnlinkatFlags::NoRemoveDir);
+                }
+            }
+        }
+    }
+
+    /// Takes the exclusive lock of `name` (a file in this directory, created empty 0600 if
+    /// missing, never renamed or removed), retrying without blocking until `deadline`, so a
+    /// stopped process can't hang every login. The lock ends when the guard is dropped or the
+    /// process dies.
+    pub fn lock(&self, name: &str, deadline: Duration) -> Result<LockGuard, FileError> {
+        let path = self.child(name);
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
+        let fd = openat(self.dir.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| open_error(&path, e))?;
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| io_err(&path, e))?;
+        check_meta(&path, &meta, &Rules::SECRET)?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(LockGuard { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= deadline {
+                        return Err(FileError::LockTimeout(path));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path, e)),
+            }
+        }
+    }
+
+    /// Names of the regular entries of this directory (for `status --all`), unsorted.
+    pub fn names(&self) -> Result<Vec<String>, FileError> {
+        let entries = std::fs::read_dir(&self.path).map_err(|e| io_err(&self.path, e))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect())
+    }
+}
+
+/// Holds a `flock`; dropping it (or the process dying) releases it.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+/// A random number for temp-file names (not a secret; collisions are refused by `O_EXCL`).
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::getrandom(&mut b);
+    u32::from_ne_bytes(b)
+}
+
+/// Makes a permission check readable in tests and `doctor` output.
+pub fn mode_of(path: &Path) -> io::Result<u32> {
+    Ok(std::fs::symlink_metadata(path)?.permissions().mode() & 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tempdir() -> PathBuf {
+        let p = std::env::temp_dir().join(format!("twofa-core-test-{:08x}", random_u32()));
+        std::fs::create_dir(&p).ok();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).ok();
+        p
+    }
+
+    fn is_root() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn written_file_reads_back_and_is_private() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let p = tempdir();
+        let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
+        d.write_atomic("a.toml", b"x = 1\n")?;
+        let text = d.read("a.toml", &Rules::SECRET)?;
+        assert_eq!(text.as_deref().map(String::as_str), Some("x = 1\n"));
+        assert_eq!(mode_of(&p.join("a.toml")).ok(), Some(0o600));
+        std::fs::remove_dir_all(&p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn symlinked_file_is_refused() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let p = tempdir();
+        symlink("/etc/shadow", p.join("b.toml")).ok();
+        let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
+        assert!(matches!(d.read("b.toml", &Rules::SECRET), Err(FileError::Symlink(_))));
+        std::fs::remove_dir_all(&p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn group_readable_file_is_refused() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let p = tempdir();
+        std::fs::write(p.join("c.toml"), "x = 1").ok();
+        std::fs::set_permissions(p.join("c.toml"), std::fs::Permissions::from_mode(0o640)).ok();
+        let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
+        assert!(matches!(d.read("c.toml", &Rules::SECRET), Err(FileError::Mode(..))));
+        std::fs::remove_dir_all(&p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_by_the_next_writer() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let p = tempdir();
+        std::fs::write(p.join(".d.toml.tmp.1.deadbeef"), "half").ok();
+        let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
+        d.write_atomic("d.toml", b"whole")?;
+        assert!(!p.join(".d.toml.tmp.1.deadbeef").exists());
+        std::fs::remove_dir_all(&p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn a_held_lock_times_out_instead_of_hanging() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let p = tempdir();
+        let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
+        let _held = d.lock("u", LOCK_DEADLINE)?;
+        let second = d.lock("u", Duration::from_millis(50));
+        assert!(matches!(second, Err(FileError::LockTimeout(_))));
+        std::fs::remove_dir_all(&p).ok();
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! Where enrollments and state live, as a trait of atomic per-user operations.
+//!
+//! Not load/save of a struct: each operation is what a database can do in one statement
+//! (fleet mode), and what the file store does under the user's lock (read, decide, write,
+//! unlock). Nothing holds a lock across a conversation: the caller converses first, then calls
+//! one operation.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::enrollment::Enrollment;
+use crate::identity::Account;
+use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
+use crate::state::UserState;
+use crate::tomlfile::FieldError;
+
+/// What `accept_step` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step was above the watermark and is now the watermark; failures were reset.
+    Accepted,
+    /// The step was at or below the watermark: this code (or an older one) was already used.
+    Replayed,
+}
+
+/// What `record_failure` counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// The failure is recorded; this many since the last success.
+    Counted(u32),
+}
+
+/// Why the store could not answer.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A file or directory could not be used safely.
+    File(FileError),
+    /// A file was read but is not valid.
+    Corrupt(PathBuf, FieldError),
+    /// `put_enrollment` without `replace` found one already.
+    AlreadyEnrolled(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::File(e) => write!(f, "{e}"),
+            StoreError::Corrupt(p, e) if e.line.is_some() => write!(f, "{}:{e}", p.display()),
+            StoreError::Corrupt(p, e) => write!(f, "{}: {e}", p.display()),
+            StoreError::AlreadyEnrolled(a) => write!(f, "{a} is already enrolled"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<FileError> for StoreError {
+    fn from(e: FileError) -> Self {
+        StoreError::File(e)
+    }
+}
+
+/// The atomic operations twofa needs of its storage.
+pub trait Store {
+    /// The account's enrollment, if any.
+    fn enrollment(&self, account: &Account) -> Result<Option<Enrollment>, StoreError>;
+    /// Writes the enrollment; refuses to replace an existing one unless `replace`.
+    fn put_enrollment(&self, account: &Account, e: &Enrollment, replace: bool) -> Result<(), StoreError>;
+    /// Removes the enrollment, keeping a root-only backup; returns where the backup went,
+    /// or `None` if there was no enrollment.
+    fn disable_enrollment(&self, account: &Account, now: u64) -> Result<Option<PathBuf>, StoreError>;
+    /// The account's state (defaults when none was written yet).
+    fn state(&self, account: &Account) -> Result<UserState, StoreError>;
+    /// Accepts TOTP step `step` only if it is above the watermark, making it the new
+    /// watermark; a success also resets the failure count.
+    fn accept_step(&self, account: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError>;
+    /// Counts one failed attempt.
+    fn record_failure(&self, account: &Account, now: u64) -> Result<FailureOutcome, StoreError>;
+    /// Clears the failure count.
+    fn reset_failures(&self, account: &Account) -> Result<(), StoreError>;
+}
+
+/// The default store: files below one root-owned directory.
+///
+/// ```text
+/// <dir>/users/<account>.toml     enrollment (CLI writes)
+/// <dir>/state/<account>.toml     watermark, failures (module writes)
+/// <dir>/lock/<account>           empty; flock'ed around every read-modify-write
+/// <dir>/disabled/<account>.<unix time>.toml   enrollments removed by `disable`
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+const USERS: &str = "users";
+const STATE: &str = "state";
+const LOCK: &str = "lock";
+const DISABLED: &str = "disabled";
+
+impl FileStore {
+    /// A store rooted at `dir` (nothing is touched until an operation runs).
+    pub fn new(dir: &Path) -> FileStore {
+        FileStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn sub(&self, name: &str, create: bool) -> Result<Option<SecureDir>, StoreError> {
+        let Some(root) = SecureDir::open(&self.dir, create)? else {
+            return Ok(None);
+        };
+        Ok(root.subdir(name, create)?)
+    }
+
+    fn sub_created(&self, name: &str) -> Result<SecureDir, StoreError> {
+        self.sub(name, true)?
+            .ok_or_else(|| StoreError::File(FileError::WrongType(self.dir.join(name), "directory")))
+    }
+
+    fn read_state(&self, state_dir: &SecureDir, account: &Account) -> Result<UserState, StoreError> {
+        let name = format!("{}.toml", account.file_stem());
+        match state_dir.read(&name, &Rules::SECRET)? {
+            None => Ok(UserState::default()),
+            Some(text) => UserState::parse(&text)
+                .map_err(|e| StoreError::Corrupt(state_dir.path().join(&name), e)),
+        }
+    }
+
+    /// Runs `change` on the account's state under its lock and writes the result.
+    fn update_state<T>(
+        &self,
+        account: &Account,
+        change: impl FnOnce(&mut UserState) -> T,
+    ) -> Result<T, StoreError> {
+        let lock_dir = self.sub_created(LOCK)?;
+        let state_dir = self.sub_created(STATE)?;
+        let _lock = lock_dir.lock(&account.file_stem(), LOCK_DEADLINE)?;
+        let mut state = self.read_state(&state_dir, account)?;
+        let before = state.clone();
+        let out = change(&mut state);
+        if state != before {
+            let name = format!("{}.toml", account.file_stem());
+            state_dir.write_atomic(&name, state.to_toml().as_bytes())?;
+        }
+        Ok(out)
+    }
+}
+
+impl Store for FileStore {
+    fn enrollment(&self, account: &Account) -> Result<Option<Enrollment>, StoreError> {
+        let Some(users) = self.sub(USERS, false)? else {
+            return Ok(None);
+        };
+        let name = format!("{}.toml", account.file_stem());
+        match users.read(&name, &Rules::SECRET)? {
+            None => Ok(None),
+            Some(text) => Enrollment::parse(&text, &account.name)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(users.path().join(&name), e)),
+        }
+    }
+
+    fn put_enrollment(&self, account: &Account, e: &Enrollment, replace: bool) -> Result<(), StoreError> {
+        let lock_dir = self.sub_created(LOCK)?;
+        let users = self.sub_created(USERS)?;
+        let _lock = lock_dir.lock(&account.file_stem(), LOCK_DEADLINE)?;
+        let name = format!("{}.toml", account.file_stem());
+        if !replace && users.read(&name, &Rules::SECRET)?.is_some() {
+            return Err(StoreError::AlreadyEnrolled(account.name.clone()));
+        }
+        users.write_atomic(&name, e.to_toml().as_bytes())?;
+        Ok(())
+    }
+
+    fn disable_enrollment(&self, account: &Account, now: u64) -> Result<Option<PathBuf>, StoreError> {
+        let lock_dir = self.sub_created(LOCK)?;
+        let users = self.sub_created(USERS)?;
+        let disabled = self.sub_created(DISABLED)?;
+        let _lock = lock_dir.lock(&account.file_stem(), LOCK_DEADLINE)?;
+        let name = format!("{}.toml", account.file_stem());
+        // Only a file that passes the same checks is moved: never a planted symlink.
+        if users.read(&name, &Rules::SECRET)?.is_none() {
+            return Ok(None);
+        }
+        let backup = format!("{}.{now}.toml", account.file_stem());
+        if users.move_to(&name, &disabled, &backup)? {
+            Ok(Some(disabled.path().join(backup)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn state(&self, account: &Account) -> Result<UserState, StoreError> {
+        match self.sub(STATE, false)? {
+            None => Ok(UserState::default()),
+            Some(dir) => self.read_state(&dir, account),
+        }
+    }
+
+    fn accept_step(&self, account: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError> {
+        self.update_state(account, |s| {
+            if s.totp_last_step.is_some_and(|w| step <= w) {
+                return StepOutcome::Replayed;
+            }
+            s.totp_last_step = Some(step);
+            s.failures = 0;
+            s.last_success_at = Some(now);
+            StepOutcome::Accepted
+        })
+    }
+
+    fn record_failure(&self, account: &Account, now: u64) -> Result<FailureOutcome, StoreError> {
+        self.update_state(account, |s| {
+            s.failures = s.failures.saturating_add(1);
+            s.last_failure_at = Some(now);
+            FailureOutcome::Counted(s.failures)
+        })
+    }
+
+    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
+        self.update_state(account, |s| {
+            s.failures = 0;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn root_only() -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    fn store() -> (FileStore, PathBuf) {
+        let mut b = [0u8; 4];
+        let _ = getrandom::getrandom(&mut b);
+        let p = std::env::temp_dir().join(format!("twofa-store-test-{:08x}", u32::from_ne_bytes(b)));
+        std::fs::create_dir(&p).ok();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).ok();
+        (FileStore::new(&p.join("lib")), p)
+    }
+
+    fn alice() -> Account {
+        Account { name: "alice".into(), uid: 1000 }
+    }
+
+    #[test]
+    fn a_step_is_accepted_once_and_older_steps_are_replays() -> Result<(), StoreError> {
+        if !root_only() {
+            return Ok(());
+        }
+        let (s, p) = store();
+        assert_eq!(s.accept_step(&alice(), 100, 1)?, StepOutcome::Accepted);
+        assert_eq!(s.accept_step(&alice(), 100, 2)?, StepOutcome::Replayed);
+        assert_eq!(s.accept_step(&alice(), 99, 3)?, StepOutcome::Replayed);
+        assert_eq!(s.accept_step(&alice(), 101, 4)?, StepOutcome::Accepted);
+        assert_eq!(s.state(&alice())?.totp_last_step, Some(101));
+        std::fs::remove_dir_all(p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn failures_count_until_a_success_resets_them() -> Result<(), StoreError> {
+        if !root_only() {
+            return Ok(());
+        }
+        let (s, p) = store();
+        assert_eq!(s.record_failure(&alice(), 10)?, FailureOutcome::Counted(1));
+        assert_eq!(s.record_failure(&alice(), 11)?, FailureOutcome::Counted(2));
+        assert_eq!(s.state(&alice())?.last_failure_at, Some(11));
+        s.accept_step(&alice(), 5, 12)?;
+        assert_eq!(s.state(&alice())?.failures, 0);
+        s.record_failure(&alice(), 13)?;
+        s.reset_failures(&alice())?;
+        assert_eq!(s.state(&alice())?.failures, 0);
+        std::fs::remove_dir_all(p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn storage_directories_are_created_private() -> Result<(), StoreError> {
+        if !root_only() {
+            return Ok(());
+        }
+        let (s, p) = store();
+        s.record_failure(&alice(), 1)?;
+        for d in ["lib", "lib/state", "lib/lock"] {
+            assert_eq!(crate::securefile::mode_of(&p.join(d)).ok(), Some(0o700), "{d}");
+        }
+        assert_eq!(crate::securefile::mode_of(&p.join("lib/state/alice.toml")).ok(), Some(0o600));
+        std::fs::remove_dir_all(p).ok();
+        Ok(())
+    }
+}

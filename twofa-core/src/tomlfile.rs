@@ -1,0 +1,260 @@
+//! Reading twofa's TOML files key by key, so every error can name the key and its line.
+//!
+//! The config, enrollment and state files are all read through [`Doc`] and [`Fields`]: no serde,
+//! because an admin needs "`/etc/twofa/twofa.toml:7: key `totp.digits`: must be 6 to 8`", and
+//! because a key that a later version will support must say "not supported yet" instead of
+//! "unknown key". Every key of a table must be taken, or [`Fields::finish`] reports it.
+
+use std::fmt;
+use std::ops::Range;
+
+use toml_edit::{ImDocument, Item, Table, Value};
+
+/// What is wrong with one key (or the file's syntax), with its 1-based line when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// 1-based line of the key or value, if the document has spans.
+    pub line: Option<usize>,
+    /// Dotted key, such as `totp.digits`; empty for a syntax error.
+    pub key: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "{line}: ")?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "key `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+/// A parsed TOML document that remembers where each key stood.
+#[derive(Debug)]
+pub struct Doc<'a> {
+    text: &'a str,
+    doc: ImDocument<&'a str>,
+}
+
+impl<'a> Doc<'a> {
+    /// Parses `text`; a syntax error names its line.
+    pub fn parse(text: &'a str) -> Result<Self, FieldError> {
+        match ImDocument::parse(text) {
+            Ok(doc) => Ok(Doc { text, doc }),
+            Err(e) => Err(FieldError {
+                line: e.span().map(|s| line_of(text, &s)),
+                key: String::new(),
+                message: format!("not valid TOML: {}", e.message().trim()),
+            }),
+        }
+    }
+
+    /// The top-level table's fields.
+    pub fn root(&self) -> Fields<'_> {
+        Fields::new(self.text, self.doc.as_table(), "")
+    }
+}
+
+/// 1-based line number of the start of `span` in `text`.
+fn line_of(text: &str, span: &Range<usize>) -> usize {
+    let end = span.start.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The keys of one table, taken one by one; whatever is not taken is reported as unknown.
+#[derive(Debug)]
+pub struct Fields<'a> {
+    text: &'a str,
+    table: &'a Table,
+    prefix: String,
+    taken: Vec<String>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(text: &'a str, table: &'a Table, prefix: &str) -> Self {
+        Fields {
+            text,
+            table,
+            prefix: prefix.to_string(),
+            taken: Vec::new(),
+        }
+    }
+
+    /// Dotted name of `key` in this table.
+    pub fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.prefix, key)
+        }
+    }
+
+    /// Line of `key` (its key span, else its value span), if known.
+    pub fn line(&self, key: &str) -> Option<usize> {
+        let (k, item) = self.table.get_key_value(key)?;
+        k.span()
+            .or_else(|| item.span())
+            .or_else(|| item.as_table().and_then(Table::span))
+            .map(|s| line_of(self.text, &s))
+    }
+
+    /// An error about `key`, with its line.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            line: self.line(key).or_else(|| self.table_line()),
+            key: self.path(key),
+            message: message.into(),
+        }
+    }
+
+    fn table_line(&self) -> Option<usize> {
+        self.table.span().map(|s| line_of(self.text, &s))
+    }
+
+    fn take(&mut self, key: &str) -> Option<&'a Item> {
+        self.taken.push(key.to_string());
+        let table: &'a Table = self.table;
+        table.get(key)
+    }
+
+    /// Whether the table has `key` at all.
+    pub fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    /// A string value, if present.
+    pub fn string(&mut self, key: &str) -> Result<Option<&'a str>, FieldError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(item) => match item.as_value().and_then(Value::as_str) {
+                Some(s) => Ok(Some(s)),
+                None => Err(self.error(key, "must be a string (in double quotes)")),
+            },
+        }
+    }
+
+    /// An integer value, if present.
+    pub fn integer(&mut self, key: &str) -> Result<Option<i64>, FieldError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(item) => match item.as_value().and_then(Value::as_integer) {
+                Some(i) => Ok(Some(i)),
+                None => Err(self.error(key, "must be a whole number")),
+            },
+        }
+    }
+
+    /// A non-negative integer no larger than `max`, if present.
+    pub fn unsigned(&mut self, key: &str, min: u64, max: u64) -> Result<Option<u64>, FieldError> {
+        match self.integer(key)? {
+            None => Ok(None),
+            Some(i) => match u64::try_from(i) {
+                Ok(u) if (min..=max).contains(&u) => Ok(Some(u)),
+                _ => Err(self.error(key, format!("must be from {min} to {max}, not {i}"))),
+            },
+        }
+    }
+
+    /// An array of strings, if present.
+    pub fn strings(&mut self, key: &str) -> Result<Option<Vec<&'a str>>, FieldError> {
+        let Some(item) = self.take(key) else {
+            return Ok(None);
+        };
+        let Some(array) = item.as_value().and_then(Value::as_array) else {
+            return Err(self.error(key, "must be a list of strings, like [\"a\", \"b\"]"));
+        };
+        let mut out = Vec::with_capacity(array.len());
+        for v in array.iter() {
+            match v.as_str() {
+                Some(s) => out.push(s),
+                None => return Err(self.error(key, "must be a list of strings")),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// A sub-table `[prefix.key]`, if present.
+    pub fn table(&mut self, key: &str) -> Result<Option<Fields<'a>>, FieldError> {
+        let path = self.path(key);
+        match self.take(key) {
+            None => Ok(None),
+            Some(item) => match item.as_table() {
+                Some(t) => Ok(Some(Fields::new(self.text, t, &path))),
+                None => Err(self.error(key, format!("must be a table, written [{path}]"))),
+            },
+        }
+    }
+
+    /// An array of tables `[[prefix.key]]`, possibly empty.
+    pub fn tables(&mut self, key: &str) -> Result<Vec<Fields<'a>>, FieldError> {
+        let path = self.path(key);
+        match self.take(key) {
+            None => Ok(Vec::new()),
+            Some(item) => match item.as_array_of_tables() {
+                Some(a) => Ok(a.iter().map(|t| Fields::new(self.text, t, &path)).collect()),
+                None => Err(self.error(key, format!("must be written [[{path}]]"))),
+            },
+        }
+    }
+
+    /// Takes `key` if present and reports it as a key that a later version supports.
+    pub fn not_supported_yet(&mut self, key: &str) -> Result<(), FieldError> {
+        if self.has(key) {
+            let err = self.error(key, "not supported yet by this version of twofa");
+            self.taken.push(key.to_string());
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Fails on the first key that was not taken: an unknown key is an error, never ignored.
+    pub fn finish(&self) -> Result<(), FieldError> {
+        for (key, _) in self.table.iter() {
+            if !self.taken.iter().any(|t| t == key) {
+                return Err(self.error(key, "unknown key"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_error_names_its_line() {
+        let err = Doc::parse("a = 1\nb = = 2\n").err();
+        assert_eq!(err.and_then(|e| e.line), Some(2));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() -> Result<(), FieldError> {
+        let doc = Doc::parse("version = 1\n\n[totp]\ndigits = 6\ncolour = \"red\"\n")?;
+        let mut root = doc.root();
+        root.integer("version")?;
+        let mut totp = root.table("totp")?.ok_or_else(|| root.error("totp", "missing"))?;
+        totp.integer("digits")?;
+        let err = totp.finish().err();
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some("5: key `totp.colour`: unknown key".to_string())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_type_and_range_are_reported() -> Result<(), FieldError> {
+        let doc = Doc::parse("a = \"x\"\nb = 99\n")?;
+        let mut root = doc.root();
+        assert!(root.integer("a").is_err());
+        let e = root.unsigned("b", 6, 8).err();
+        assert_eq!(e.map(|e| e.to_string()), Some("2: key `b`: must be from 6 to 8, not 99".into()));
+        Ok(())
+    }
+}
