@@ -139,7 +139,13 @@ impl fmt::Display for Event {
         f.write_str(" account=")?;
         clean(f, self.account.as_deref().unwrap_or("-"))?;
         f.write_str(" rhost=")?;
-        clean(f, self.rhost.as_deref().filter(|r| !r.is_empty()).unwrap_or("-"))?;
+        clean(
+            f,
+            self.rhost
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .unwrap_or("-"),
+        )?;
         write!(
             f,
             " factor={} outcome={} reason={}",
@@ -149,7 +155,10 @@ impl fmt::Display for Event {
         )?;
         if let Some(d) = &self.detail {
             // Free text for admins, but still one line.
-            let one_line: String = d.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let one_line: String = d
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             write!(f, ": {one_line}")?;
         }
         Ok(())

@@ -201,7 +201,10 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
 fn read_totp(totp: &mut Fields<'_>, out: &mut Totp) -> Result<(), FieldError> {
     if let Some(issuer) = totp.string("issuer")? {
         if issuer.is_empty() || issuer.contains(':') || issuer.chars().any(char::is_control) {
-            return Err(totp.error("issuer", "must be non-empty, without ':' or control characters"));
+            return Err(totp.error(
+                "issuer",
+                "must be non-empty, without ':' or control characters",
+            ));
         }
         out.issuer = issuer.to_string();
     }
@@ -238,7 +241,10 @@ mod tests {
         let text = include_str!("../../conf/twofa.toml");
         let c = parse_str(text)?;
         let d = Config::default();
-        assert_eq!((c.totp, c.unenrolled, c.storage_dir), (d.totp, d.unenrolled, d.storage_dir));
+        assert_eq!(
+            (c.totp, c.unenrolled, c.storage_dir),
+            (d.totp, d.unenrolled, d.storage_dir)
+        );
         Ok(())
     }
 
@@ -249,7 +255,14 @@ mod tests {
              [policy]\nunenrolled = \"allow\"\n[storage]\ndir = \"/srv/twofa\"\n",
         )?;
         assert_eq!(c.totp.issuer, "corp");
-        assert_eq!(c.totp.params, Params { algorithm: Algorithm::Sha512, digits: 8, period: 60 });
+        assert_eq!(
+            c.totp.params,
+            Params {
+                algorithm: Algorithm::Sha512,
+                digits: 8,
+                period: 60
+            }
+        );
         assert_eq!(c.totp.window, 2);
         assert_eq!(c.unenrolled, Unenrolled::Allow);
         assert_eq!(c.storage_dir, PathBuf::from("/srv/twofa"));

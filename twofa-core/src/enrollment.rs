@@ -52,9 +52,12 @@ pub struct Enrollment {
 impl Enrollment {
     /// The first TOTP factor, if any.
     pub fn totp(&self) -> Option<&TotpFactor> {
-        self.factors.iter().map(|f| match f {
-            Factor::Totp(t) => t,
-        }).next()
+        self.factors
+            .iter()
+            .map(|f| match f {
+                Factor::Totp(t) => t,
+            })
+            .next()
     }
 
     /// Parses an enrollment file; `account` is the account it is read for.
@@ -94,7 +97,10 @@ impl Enrollment {
     pub fn to_toml(&self) -> Zeroizing<String> {
         let mut out = Zeroizing::new(String::new());
         out.push_str("# twofa enrollment: written by twofa-enroll, do not edit by hand.\n");
-        out.push_str(&format!("version = {VERSION}\naccount = {}\n", quote(&self.account)));
+        out.push_str(&format!(
+            "version = {VERSION}\naccount = {}\n",
+            quote(&self.account)
+        ));
         for f in &self.factors {
             match f {
                 Factor::Totp(t) => {
@@ -125,17 +131,26 @@ fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {
 }
 
 fn parse_factor(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
-    let kind = f.string("type")?.ok_or_else(|| f.error("type", "missing"))?;
+    let kind = f
+        .string("type")?
+        .ok_or_else(|| f.error("type", "missing"))?;
     match kind {
         "totp" => {}
         "hotp" | "recovery" | "email" | "pushover" | "script" => {
-            return Err(f.error("type", format!("\"{kind}\" is not supported yet by this version of twofa")))
+            return Err(f.error(
+                "type",
+                format!("\"{kind}\" is not supported yet by this version of twofa"),
+            ))
         }
         other => return Err(f.error("type", format!("unknown factor type \"{other}\""))),
     }
-    let secret_text = f.string("secret")?.ok_or_else(|| f.error("secret", "missing"))?;
+    let secret_text = f
+        .string("secret")?
+        .ok_or_else(|| f.error("secret", "missing"))?;
     let secret = Secret::from_base32(secret_text).map_err(|e| f.error("secret", e.to_string()))?;
-    let alg = f.string("algorithm")?.ok_or_else(|| f.error("algorithm", "missing"))?;
+    let alg = f
+        .string("algorithm")?
+        .ok_or_else(|| f.error("algorithm", "missing"))?;
     let algorithm = Algorithm::parse(alg)
         .ok_or_else(|| f.error("algorithm", format!("unknown algorithm \"{alg}\"")))?;
     let digits = f
@@ -164,8 +179,13 @@ mod tests {
         Ok(Enrollment {
             account: "alice".into(),
             factors: vec![Factor::Totp(TotpFactor {
-                secret: Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").map_err(|e| e.to_string())?,
-                params: Params { algorithm: Algorithm::Sha256, digits: 8, period: 60 },
+                secret: Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+                    .map_err(|e| e.to_string())?,
+                params: Params {
+                    algorithm: Algorithm::Sha256,
+                    digits: 8,
+                    period: 60,
+                },
                 enrolled_at: 1_700_000_000,
             })],
         })
@@ -177,7 +197,14 @@ mod tests {
         let text = e.to_toml();
         let back = Enrollment::parse(&text, "alice").map_err(|e| e.to_string())?;
         let t = back.totp().ok_or("no totp")?;
-        assert_eq!(t.params, Params { algorithm: Algorithm::Sha256, digits: 8, period: 60 });
+        assert_eq!(
+            t.params,
+            Params {
+                algorithm: Algorithm::Sha256,
+                digits: 8,
+                period: 60
+            }
+        );
         assert_eq!(t.secret.bytes(), b"12345678901234567890");
         assert_eq!(t.enrolled_at, 1_700_000_000);
         Ok(())
@@ -186,8 +213,13 @@ mod tests {
     #[test]
     fn an_enrollment_copied_to_another_account_is_refused() -> Result<(), String> {
         let text = sample()?.to_toml();
-        let err = Enrollment::parse(&text, "mallory").err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("3: key `account`: this enrollment belongs to \"alice\", not to \"mallory\""));
+        let err = Enrollment::parse(&text, "mallory")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("3: key `account`: this enrollment belongs to \"alice\", not to \"mallory\"")
+        );
         Ok(())
     }
 
@@ -206,7 +238,10 @@ mod tests {
             ("version = 1\naccount = \"ali".to_string(), "not valid TOML"),
         ];
         for (text, want) in cases {
-            let err = Enrollment::parse(&text, "alice").err().map(|e| e.to_string()).unwrap_or_default();
+            let err = Enrollment::parse(&text, "alice")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }

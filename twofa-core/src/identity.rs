@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(account("john.doe").file_stem(), "john.doe");
         assert_eq!(account(".hidden").file_stem(), "%2Ehidden");
         assert_eq!(account("a/b").file_stem(), "a%2Fb");
-        assert_eq!(account("alice@EXAMPLE.COM").file_stem(), "alice%40EXAMPLE.COM");
+        assert_eq!(
+            account("alice@EXAMPLE.COM").file_stem(),
+            "alice%40EXAMPLE.COM"
+        );
         assert_eq!(account("..").file_stem(), "%2E.");
     }
 

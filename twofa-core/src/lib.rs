@@ -3,7 +3,10 @@
 //! The PAM module (`pam_twofa`) and the CLI (`twofa-enroll`) are thin shells around this
 //! crate. It has no `unsafe` code: system calls go through `std` and `nix`'s safe wrappers.
 #![forbid(unsafe_code)]
+// A library: it reports, the CLI and the module decide what to print or log.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod args;
 pub mod audit;
 pub mod config;
 pub mod enrollment;

@@ -25,7 +25,8 @@ pub struct ConversationError;
 /// Talking to the user, as the PAM conversation does.
 pub trait Conversation {
     /// Asks with echo off; `Ok(None)` when the application returned no answer.
-    fn ask_hidden(&mut self, prompt: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
+    fn ask_hidden(&mut self, prompt: &str)
+        -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
 }
 
 /// What the module knows about this login.
@@ -60,7 +61,12 @@ fn decide(mut event: Event, outcome: Outcome, reason: Reason, detail: Option<Str
 /// A decision made before anything about the user was looked at (broken config, bad module
 /// arguments, a caught panic): fail closed.
 pub fn unavailable(req: &Request<'_>, reason: Reason, detail: String) -> Decision {
-    decide(Event::new(req.user, req.rhost), Outcome::Error, reason, Some(detail))
+    decide(
+        Event::new(req.user, req.rhost),
+        Outcome::Error,
+        reason,
+        Some(detail),
+    )
 }
 
 /// Runs the second-factor step.
@@ -78,7 +84,14 @@ pub fn authenticate(
         // After a failed password nothing but the prompt matters: don't reveal a broken
         // directory service either.
         Err(_) if req.password_failed => None,
-        Err(e) => return decide(event, Outcome::Error, Reason::AccountLookupError, Some(e.to_string())),
+        Err(e) => {
+            return decide(
+                event,
+                Outcome::Error,
+                Reason::AccountLookupError,
+                Some(e.to_string()),
+            )
+        }
     };
     event.account = account.as_ref().map(|a| a.name.clone());
 
@@ -89,7 +102,14 @@ pub fn authenticate(
     let enrollment: Option<Enrollment> = match enrollment {
         Ok(e) => e,
         Err(_) if req.password_failed => None,
-        Err(e) => return decide(event, Outcome::Error, Reason::EnrollmentError, Some(e.to_string())),
+        Err(e) => {
+            return decide(
+                event,
+                Outcome::Error,
+                Reason::EnrollmentError,
+                Some(e.to_string()),
+            )
+        }
     };
     let totp = enrollment.as_ref().and_then(Enrollment::totp);
     if totp.is_some() {
@@ -110,14 +130,25 @@ pub fn authenticate(
             // result is thrown away: nothing is spent or counted.
             if let (Ok(Some(a)), Some(t)) = (&answer, totp) {
                 if let Some(code) = otp::normalize_code(a, t.params.digits) {
-                    let _ = otp::verify_totp(t.secret.bytes(), &t.params, &code, req.now, config.totp.window);
+                    let _ = otp::verify_totp(
+                        t.secret.bytes(),
+                        &t.params,
+                        &code,
+                        req.now,
+                        config.totp.window,
+                    );
                 }
             }
             decide(event, Outcome::Deny, reason, None)
         }
         Plan::AskAndVerify => {
             let (Some(account), Some(totp)) = (account.as_ref(), totp) else {
-                return decide(event, Outcome::Error, Reason::InternalError, Some("enrolled without a factor".into()));
+                return decide(
+                    event,
+                    Outcome::Error,
+                    Reason::InternalError,
+                    Some("enrolled without a factor".into()),
+                );
             };
             let answer = match conv.ask_hidden(CODE_PROMPT) {
                 Ok(a) => a,
@@ -129,15 +160,30 @@ pub fn authenticate(
                 None | Some([]) => Err(Reason::NoCode),
                 Some(a) => otp::normalize_code(a, totp.params.digits)
                     .and_then(|code| {
-                        otp::verify_totp(totp.secret.bytes(), &totp.params, &code, req.now, config.totp.window)
+                        otp::verify_totp(
+                            totp.secret.bytes(),
+                            &totp.params,
+                            &code,
+                            req.now,
+                            config.totp.window,
+                        )
                     })
                     .ok_or(Reason::WrongCode),
             };
             let reason = match matched {
                 Ok(step) => match store.accept_step(account, step, req.now) {
-                    Ok(StepOutcome::Accepted) => return decide(event, Outcome::Success, Reason::Ok, None),
+                    Ok(StepOutcome::Accepted) => {
+                        return decide(event, Outcome::Success, Reason::Ok, None)
+                    }
                     Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
-                    Err(e) => return decide(event, Outcome::Error, Reason::StateError, Some(e.to_string())),
+                    Err(e) => {
+                        return decide(
+                            event,
+                            Outcome::Error,
+                            Reason::StateError,
+                            Some(e.to_string()),
+                        )
+                    }
                 },
                 Err(reason) => reason,
             };
@@ -182,7 +228,12 @@ mod tests {
             Ok(None)
         }
         fn state(&self, a: &Account) -> Result<UserState, StoreError> {
-            Ok(self.state.borrow().get(&a.name).cloned().unwrap_or_default())
+            Ok(self
+                .state
+                .borrow()
+                .get(&a.name)
+                .cloned()
+                .unwrap_or_default())
         }
         fn accept_step(&self, a: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError> {
             let mut all = self.state.borrow_mut();
@@ -202,7 +253,11 @@ mod tests {
             Ok(FailureOutcome::Counted(s.failures))
         }
         fn reset_failures(&self, a: &Account) -> Result<(), StoreError> {
-            self.state.borrow_mut().entry(a.name.clone()).or_default().failures = 0;
+            self.state
+                .borrow_mut()
+                .entry(a.name.clone())
+                .or_default()
+                .failures = 0;
             Ok(())
         }
     }
@@ -213,12 +268,17 @@ mod tests {
     }
 
     impl Conversation for Script {
-        fn ask_hidden(&mut self, prompt: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        fn ask_hidden(
+            &mut self,
+            prompt: &str,
+        ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
             self.prompts.push(prompt.to_string());
             if self.answers.is_empty() {
                 return Err(ConversationError);
             }
-            Ok(Some(Zeroizing::new(self.answers.remove(0).as_bytes().to_vec())))
+            Ok(Some(Zeroizing::new(
+                self.answers.remove(0).as_bytes().to_vec(),
+            )))
         }
     }
 
@@ -227,7 +287,10 @@ mod tests {
 
     fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
         match name {
-            "alice" | "bob" => Ok(Some(Account { name: name.into(), uid: 1000 })),
+            "alice" | "bob" => Ok(Some(Account {
+                name: name.into(),
+                uid: 1000,
+            })),
             _ => Ok(None),
         }
     }
@@ -239,15 +302,33 @@ mod tests {
             "alice".into(),
             Enrollment {
                 account: "alice".into(),
-                factors: vec![Factor::Totp(TotpFactor { secret, params: Params::DEFAULT, enrolled_at: 0 })],
+                factors: vec![Factor::Totp(TotpFactor {
+                    secret,
+                    params: Params::DEFAULT,
+                    enrolled_at: 0,
+                })],
             },
         );
         Ok(s)
     }
 
-    fn run(store: &MemStore, config: &Config, user: &'static str, failed: bool, answer: &'static str) -> (Decision, Vec<String>) {
-        let mut conv = Script { answers: vec![answer], prompts: vec![] };
-        let req = Request { user, rhost: Some("192.0.2.7"), password_failed: failed, now: NOW };
+    fn run(
+        store: &MemStore,
+        config: &Config,
+        user: &'static str,
+        failed: bool,
+        answer: &'static str,
+    ) -> (Decision, Vec<String>) {
+        let mut conv = Script {
+            answers: vec![answer],
+            prompts: vec![],
+        };
+        let req = Request {
+            user,
+            rhost: Some("192.0.2.7"),
+            password_failed: failed,
+            now: NOW,
+        };
         let d = authenticate(config, store, &lookup, &mut conv, &req);
         (d, conv.prompts)
     }
@@ -260,7 +341,10 @@ mod tests {
         assert_eq!((d.outcome, d.event.reason), (Outcome::Success, Reason::Ok));
         assert_eq!(prompts, vec![CODE_PROMPT]);
         let (d, _) = run(&s, &c, "alice", false, "050 471");
-        assert_eq!((d.outcome, d.event.reason), (Outcome::Deny, Reason::ReplayedCode));
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::ReplayedCode)
+        );
         Ok(())
     }
 
@@ -269,7 +353,10 @@ mod tests {
         let s = world()?;
         let c = Config::default();
         let (d, prompts) = run(&s, &c, "alice", true, "050471");
-        assert_eq!((d.outcome, d.event.reason), (Outcome::Deny, Reason::PasswordFailed));
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::PasswordFailed)
+        );
         assert_eq!(prompts, vec![CODE_PROMPT]);
         assert_eq!(s.state.borrow().get("alice").map(|st| st.failures), None);
         let (d, _) = run(&s, &c, "alice", false, "050471");
@@ -309,7 +396,10 @@ mod tests {
         let s = world()?;
         let mut c = Config::default();
         let (d, prompts) = run(&s, &c, "bob", false, "123456");
-        assert_eq!((d.outcome, d.event.reason, prompts.len()), (Outcome::Deny, Reason::NotEnrolled, 1));
+        assert_eq!(
+            (d.outcome, d.event.reason, prompts.len()),
+            (Outcome::Deny, Reason::NotEnrolled, 1)
+        );
         c.unenrolled = Unenrolled::Allow;
         let (d, prompts) = run(&s, &c, "bob", false, "123456");
         assert_eq!((d.outcome, prompts.len()), (Outcome::Ignore, 0));
@@ -322,7 +412,10 @@ mod tests {
         let (d, _) = run(&s, &Config::default(), "alice", false, "050471");
         let line = d.event.to_string();
         assert!(!line.contains("050471") && !line.contains(SECRET), "{line}");
-        assert!(line.contains("user=alice") && line.contains("outcome=success"), "{line}");
+        assert!(
+            line.contains("user=alice") && line.contains("outcome=success"),
+            "{line}"
+        );
         Ok(())
     }
 }

@@ -204,7 +204,11 @@ mod tests {
                     period: 30,
                 };
                 let got = totp_at_step(seed, step_at(t, 30), &p);
-                assert_eq!(got.as_deref().map(String::as_str), Some(want), "{alg} at {t}");
+                assert_eq!(
+                    got.as_deref().map(String::as_str),
+                    Some(want),
+                    "{alg} at {t}"
+                );
             }
         }
     }
@@ -221,7 +225,10 @@ mod tests {
         let eight = hotp(SEED1, step, Algorithm::Sha1, 8);
         let seven = totp_at_step(SEED1, step, &p);
         assert_eq!(seven.as_deref().map(String::len), Some(7));
-        assert_eq!(eight.map(|v| format!("{:07}", v % 10_000_000)), seven.map(|s| s.to_string()));
+        assert_eq!(
+            eight.map(|v| format!("{:07}", v % 10_000_000)),
+            seven.map(|s| s.to_string())
+        );
     }
 
     #[test]
@@ -245,7 +252,10 @@ mod tests {
 
     #[test]
     fn typed_codes_are_normalized_or_refused() {
-        assert_eq!(normalize_code(b"123 456", 6).as_deref().map(Vec::as_slice), Some(&b"123456"[..]));
+        assert_eq!(
+            normalize_code(b"123 456", 6).as_deref().map(Vec::as_slice),
+            Some(&b"123456"[..])
+        );
         assert!(normalize_code(b"12345", 6).is_none());
         assert!(normalize_code(b"1234567", 6).is_none());
         assert!(normalize_code(b"12345a", 6).is_none());

@@ -51,17 +51,35 @@ mod tests {
     fn a_failed_password_is_never_let_through_whatever_the_policy() {
         for who in [Who::Unknown, Who::NotEnrolled, Who::Enrolled] {
             for u in [Unenrolled::Deny, Unenrolled::Allow] {
-                assert_eq!(plan(true, who, u), Plan::AskThenDeny(Reason::PasswordFailed));
+                assert_eq!(
+                    plan(true, who, u),
+                    Plan::AskThenDeny(Reason::PasswordFailed)
+                );
             }
         }
     }
 
     #[test]
     fn after_a_verified_password_the_policy_decides() {
-        assert_eq!(plan(false, Who::Enrolled, Unenrolled::Deny), Plan::AskAndVerify);
-        assert_eq!(plan(false, Who::Enrolled, Unenrolled::Allow), Plan::AskAndVerify);
-        assert_eq!(plan(false, Who::NotEnrolled, Unenrolled::Deny), Plan::AskThenDeny(Reason::NotEnrolled));
-        assert_eq!(plan(false, Who::NotEnrolled, Unenrolled::Allow), Plan::Ignore(Reason::NotEnrolled));
-        assert_eq!(plan(false, Who::Unknown, Unenrolled::Allow), Plan::AskThenDeny(Reason::UnknownUser));
+        assert_eq!(
+            plan(false, Who::Enrolled, Unenrolled::Deny),
+            Plan::AskAndVerify
+        );
+        assert_eq!(
+            plan(false, Who::Enrolled, Unenrolled::Allow),
+            Plan::AskAndVerify
+        );
+        assert_eq!(
+            plan(false, Who::NotEnrolled, Unenrolled::Deny),
+            Plan::AskThenDeny(Reason::NotEnrolled)
+        );
+        assert_eq!(
+            plan(false, Who::NotEnrolled, Unenrolled::Allow),
+            Plan::Ignore(Reason::NotEnrolled)
+        );
+        assert_eq!(
+            plan(false, Who::Unknown, Unenrolled::Allow),
+            Plan::AskThenDeny(Reason::UnknownUser)
+        );
     }
 }

@@ -127,8 +127,14 @@ mod tests {
         let s = Secret::generate(20)?;
         let text = s.to_base32();
         assert_eq!(text.len(), 32);
-        let spaced: String = text.to_lowercase().chars().collect::<Vec<_>>().chunks(4)
-            .map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ");
+        let spaced: String = text
+            .to_lowercase()
+            .chars()
+            .collect::<Vec<_>>()
+            .chunks(4)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join(" ");
         assert_eq!(Secret::from_base32(&spaced)?.bytes(), s.bytes());
         Ok(())
     }
@@ -142,8 +148,14 @@ mod tests {
 
     #[test]
     fn short_and_invalid_secrets_are_refused() {
-        assert_eq!(Secret::from_base32("JBSWY3DP").err(), Some(SecretError::TooShort(40)));
-        assert_eq!(Secret::from_base32("JBSWY3DPEHPK3PX1").err(), Some(SecretError::NotBase32));
+        assert_eq!(
+            Secret::from_base32("JBSWY3DP").err(),
+            Some(SecretError::TooShort(40))
+        );
+        assert_eq!(
+            Secret::from_base32("JBSWY3DPEHPK3PX1").err(),
+            Some(SecretError::NotBase32)
+        );
         assert!(Secret::from_base32("JBSWY3DPEHPK3PXP").is_ok()); // 80 bits
     }
 

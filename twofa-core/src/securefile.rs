@@ -81,7 +81,11 @@ impl fmt::Display for FileError {
             FileError::Symlink(p) => write!(f, "{}: is a symbolic link; refused", p.display()),
             FileError::WrongType(p, want) => write!(f, "{}: is not a {want}", p.display()),
             FileError::Owner(p, uid) => {
-                write!(f, "{}: owned by uid {uid}, must be owned by root", p.display())
+                write!(
+                    f,
+                    "{}: owned by uid {uid}, must be owned by root",
+                    p.display()
+                )
             }
             FileError::Mode(p, mode) => write!(
                 f,
@@ -90,7 +94,11 @@ impl fmt::Display for FileError {
                 mode & 0o7777
             ),
             FileError::HardLinked(p, n) => {
-                write!(f, "{}: has {n} hard links, must have exactly one", p.display())
+                write!(
+                    f,
+                    "{}: has {n} hard links, must have exactly one",
+                    p.display()
+                )
             }
             FileError::TooLarge(p, max) => {
                 write!(f, "{}: larger than {max} bytes; refused", p.display())
@@ -130,7 +138,11 @@ fn check_meta(path: &Path, meta: &std::fs::Metadata, rules: &Rules) -> Result<()
 }
 
 /// Reads an opened file within `rules`, checking the opened descriptor, not the path.
-fn read_checked(path: &Path, mut file: File, rules: &Rules) -> Result<Zeroizing<String>, FileError> {
+fn read_checked(
+    path: &Path,
+    mut file: File,
+    rules: &Rules,
+) -> Result<Zeroizing<String>, FileError> {
     let meta = file.metadata().map_err(|e| io_err(path, e))?;
     check_meta(path, &meta, rules)?;
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
@@ -162,12 +174,17 @@ fn open_error(path: &Path, e: Errno) -> FileError {
 pub fn read_file(path: &Path, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
     let opened = File::options()
         .read(true)
-        .custom_flags(libc_flags(OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY))
+        .custom_flags(libc_flags(
+            OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+        ))
         .open(path);
     match opened {
         Ok(file) => read_checked(path, file, rules).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0)))),
+        Err(e) => Err(open_error(
+            path,
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )),
     }
 }
 
@@ -209,7 +226,12 @@ impl SecureDir {
                     .map_err(|e| open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0)))),
+            Err(e) => {
+                return Err(open_error(
+                    path,
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                ))
+            }
         };
         let d = SecureDir {
             dir,
@@ -294,16 +316,19 @@ impl SecureDir {
         self.remove_stale_temps(name);
         let tmp = format!(".{name}.tmp.{}.{:08x}", std::process::id(), random_u32());
         let tmp_path = self.child(&tmp);
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
-        let fd = openat(self.dir.as_fd(), tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| open_error(&tmp_path, e))?;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            self.dir.as_fd(),
+            tmp.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| open_error(&tmp_path, e))?;
         let mut file = File::from(fd);
         let written = (|| -> Result<(), FileError> {
-            fchmod(file.as_fd(), Mode::from_bits_truncate(0o600)).map_err(|e| io_err(&tmp_path, e))?;
+            fchmod(file.as_fd(), Mode::from_bits_truncate(0o600))
+                .map_err(|e| io_err(&tmp_path, e))?;
             file.write_all(contents).map_err(|e| io_err(&tmp_path, e))?;
             file.sync_all().map_err(|e| io_err(&tmp_path, e))?;
             renameat(self.dir.as_fd(), tmp.as_str(), self.dir.as_fd(), name)
@@ -329,7 +354,12 @@ impl SecureDir {
 
     /// Moves `name` of this directory into `target` (another directory of the same file
     /// system) as `new_name`, durably. `Ok(false)`: `name` did not exist.
-    pub fn move_to(&self, name: &str, target: &SecureDir, new_name: &str) -> Result<bool, FileError> {
+    pub fn move_to(
+        &self,
+        name: &str,
+        target: &SecureDir,
+        new_name: &str,
+    ) -> Result<bool, FileError> {
         match renameat(self.dir.as_fd(), name, target.dir.as_fd(), new_name) {
             Ok(()) => {}
             Err(Errno::ENOENT) => return Ok(false),
@@ -367,8 +397,13 @@ impl SecureDir {
             | OFlag::O_CLOEXEC
             | OFlag::O_NONBLOCK
             | OFlag::O_NOCTTY;
-        let fd = openat(self.dir.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| open_error(&path, e))?;
+        let fd = openat(
+            self.dir.as_fd(),
+            name,
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(|e| open_error(&path, e))?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(|e| io_err(&path, e))?;
         check_meta(&path, &meta, &Rules::SECRET)?;
@@ -398,6 +433,32 @@ impl SecureDir {
             .filter(|n| !n.starts_with('.'))
             .collect())
     }
+}
+
+/// Whether this process runs with root's effective uid (the files twofa writes are root's).
+pub fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Creates a private file (0600, not following a symlink) for something that holds a secret,
+/// such as a QR code image. Refuses to replace an existing file unless `replace`.
+pub fn create_private(path: &Path, replace: bool) -> Result<File, FileError> {
+    let mut options = File::options();
+    options
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc_flags(OFlag::O_NOFOLLOW));
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+    // An existing file kept its old mode: make it private too.
+    fchmod(file.as_fd(), Mode::from_bits_truncate(0o600)).map_err(|e| io_err(path, e))?;
+    Ok(file)
 }
 
 /// Holds a `flock`; dropping it (or the process dying) releases it.
@@ -457,7 +518,10 @@ mod tests {
         let p = tempdir();
         symlink("/etc/shadow", p.join("b.toml")).ok();
         let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
-        assert!(matches!(d.read("b.toml", &Rules::SECRET), Err(FileError::Symlink(_))));
+        assert!(matches!(
+            d.read("b.toml", &Rules::SECRET),
+            Err(FileError::Symlink(_))
+        ));
         std::fs::remove_dir_all(&p).ok();
         Ok(())
     }
@@ -471,7 +535,10 @@ mod tests {
         std::fs::write(p.join("c.toml"), "x = 1").ok();
         std::fs::set_permissions(p.join("c.toml"), std::fs::Permissions::from_mode(0o640)).ok();
         let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
-        assert!(matches!(d.read("c.toml", &Rules::SECRET), Err(FileError::Mode(..))));
+        assert!(matches!(
+            d.read("c.toml", &Rules::SECRET),
+            Err(FileError::Mode(..))
+        ));
         std::fs::remove_dir_all(&p).ok();
         Ok(())
     }

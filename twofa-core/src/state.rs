@@ -86,7 +86,12 @@ mod tests {
 
     #[test]
     fn broken_state_is_refused() {
-        for text in ["version = 1\nfailures = -1\n", "version = 2\n", "version = 1\nwatermark = 3\n", "failures = 1\n"] {
+        for text in [
+            "version = 1\nfailures = -1\n",
+            "version = 2\n",
+            "version = 1\nwatermark = 3\n",
+            "failures = 1\n",
+        ] {
             assert!(UserState::parse(text).is_err(), "{text}");
         }
     }

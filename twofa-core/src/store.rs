@@ -65,15 +65,29 @@ pub trait Store {
     /// The account's enrollment, if any.
     fn enrollment(&self, account: &Account) -> Result<Option<Enrollment>, StoreError>;
     /// Writes the enrollment; refuses to replace an existing one unless `replace`.
-    fn put_enrollment(&self, account: &Account, e: &Enrollment, replace: bool) -> Result<(), StoreError>;
+    fn put_enrollment(
+        &self,
+        account: &Account,
+        e: &Enrollment,
+        replace: bool,
+    ) -> Result<(), StoreError>;
     /// Removes the enrollment, keeping a root-only backup; returns where the backup went,
     /// or `None` if there was no enrollment.
-    fn disable_enrollment(&self, account: &Account, now: u64) -> Result<Option<PathBuf>, StoreError>;
+    fn disable_enrollment(
+        &self,
+        account: &Account,
+        now: u64,
+    ) -> Result<Option<PathBuf>, StoreError>;
     /// The account's state (defaults when none was written yet).
     fn state(&self, account: &Account) -> Result<UserState, StoreError>;
     /// Accepts TOTP step `step` only if it is above the watermark, making it the new
     /// watermark; a success also resets the failure count.
-    fn accept_step(&self, account: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError>;
+    fn accept_step(
+        &self,
+        account: &Account,
+        step: u64,
+        now: u64,
+    ) -> Result<StepOutcome, StoreError>;
     /// Counts one failed attempt.
     fn record_failure(&self, account: &Account, now: u64) -> Result<FailureOutcome, StoreError>;
     /// Clears the failure count.
@@ -123,7 +137,11 @@ impl FileStore {
             .ok_or_else(|| StoreError::File(FileError::WrongType(self.dir.join(name), "directory")))
     }
 
-    fn read_state(&self, state_dir: &SecureDir, account: &Account) -> Result<UserState, StoreError> {
+    fn read_state(
+        &self,
+        state_dir: &SecureDir,
+        account: &Account,
+    ) -> Result<UserState, StoreError> {
         let name = format!("{}.toml", account.file_stem());
         match state_dir.read(&name, &Rules::SECRET)? {
             None => Ok(UserState::default()),
@@ -166,7 +184,12 @@ impl Store for FileStore {
         }
     }
 
-    fn put_enrollment(&self, account: &Account, e: &Enrollment, replace: bool) -> Result<(), StoreError> {
+    fn put_enrollment(
+        &self,
+        account: &Account,
+        e: &Enrollment,
+        replace: bool,
+    ) -> Result<(), StoreError> {
         let lock_dir = self.sub_created(LOCK)?;
         let users = self.sub_created(USERS)?;
         let _lock = lock_dir.lock(&account.file_stem(), LOCK_DEADLINE)?;
@@ -178,7 +201,11 @@ impl Store for FileStore {
         Ok(())
     }
 
-    fn disable_enrollment(&self, account: &Account, now: u64) -> Result<Option<PathBuf>, StoreError> {
+    fn disable_enrollment(
+        &self,
+        account: &Account,
+        now: u64,
+    ) -> Result<Option<PathBuf>, StoreError> {
         let lock_dir = self.sub_created(LOCK)?;
         let users = self.sub_created(USERS)?;
         let disabled = self.sub_created(DISABLED)?;
@@ -203,7 +230,12 @@ impl Store for FileStore {
         }
     }
 
-    fn accept_step(&self, account: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError> {
+    fn accept_step(
+        &self,
+        account: &Account,
+        step: u64,
+        now: u64,
+    ) -> Result<StepOutcome, StoreError> {
         self.update_state(account, |s| {
             if s.totp_last_step.is_some_and(|w| step <= w) {
                 return StepOutcome::Replayed;
@@ -242,14 +274,18 @@ mod tests {
     fn store() -> (FileStore, PathBuf) {
         let mut b = [0u8; 4];
         let _ = getrandom::getrandom(&mut b);
-        let p = std::env::temp_dir().join(format!("twofa-store-test-{:08x}", u32::from_ne_bytes(b)));
+        let p =
+            std::env::temp_dir().join(format!("twofa-store-test-{:08x}", u32::from_ne_bytes(b)));
         std::fs::create_dir(&p).ok();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).ok();
         (FileStore::new(&p.join("lib")), p)
     }
 
     fn alice() -> Account {
-        Account { name: "alice".into(), uid: 1000 }
+        Account {
+            name: "alice".into(),
+            uid: 1000,
+        }
     }
 
     #[test]
@@ -293,9 +329,16 @@ mod tests {
         let (s, p) = store();
         s.record_failure(&alice(), 1)?;
         for d in ["lib", "lib/state", "lib/lock"] {
-            assert_eq!(crate::securefile::mode_of(&p.join(d)).ok(), Some(0o700), "{d}");
+            assert_eq!(
+                crate::securefile::mode_of(&p.join(d)).ok(),
+                Some(0o700),
+                "{d}"
+            );
         }
-        assert_eq!(crate::securefile::mode_of(&p.join("lib/state/alice.toml")).ok(), Some(0o600));
+        assert_eq!(
+            crate::securefile::mode_of(&p.join("lib/state/alice.toml")).ok(),
+            Some(0o600)
+        );
         std::fs::remove_dir_all(p).ok();
         Ok(())
     }

@@ -63,7 +63,11 @@ impl<'a> Doc<'a> {
 /// 1-based line number of the start of `span` in `text`.
 fn line_of(text: &str, span: &Range<usize>) -> usize {
     let end = span.start.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The keys of one table, taken one by one; whatever is not taken is reported as unknown.
@@ -238,7 +242,9 @@ mod tests {
         let doc = Doc::parse("version = 1\n\n[totp]\ndigits = 6\ncolour = \"red\"\n")?;
         let mut root = doc.root();
         root.integer("version")?;
-        let mut totp = root.table("totp")?.ok_or_else(|| root.error("totp", "missing"))?;
+        let mut totp = root
+            .table("totp")?
+            .ok_or_else(|| root.error("totp", "missing"))?;
         totp.integer("digits")?;
         let err = totp.finish().err();
         assert_eq!(
@@ -254,7 +260,10 @@ mod tests {
         let mut root = doc.root();
         assert!(root.integer("a").is_err());
         let e = root.unsigned("b", 6, 8).err();
-        assert_eq!(e.map(|e| e.to_string()), Some("2: key `b`: must be from 6 to 8, not 99".into()));
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some("2: key `b`: must be from 6 to 8, not 99".into())
+        );
         Ok(())
     }
 }

@@ -21,7 +21,12 @@ fn encode(s: &str) -> String {
 
 /// `otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=...&algorithm=...&digits=...&period=...`.
 /// Algorithm, digits and period are always written, so an app that reads them gets them right.
-pub fn totp_uri(issuer: &str, account: &str, secret: &Secret, params: &Params) -> Zeroizing<String> {
+pub fn totp_uri(
+    issuer: &str,
+    account: &str,
+    secret: &Secret,
+    params: &Params,
+) -> Zeroizing<String> {
     Zeroizing::new(format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&period={}",
         encode(issuer),
@@ -42,7 +47,11 @@ mod tests {
     #[test]
     fn uri_carries_every_parameter_and_escapes_names() -> Result<(), crate::secret::SecretError> {
         let s = Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")?;
-        let p = Params { algorithm: Algorithm::Sha256, digits: 8, period: 60 };
+        let p = Params {
+            algorithm: Algorithm::Sha256,
+            digits: 8,
+            period: 60,
+        };
         let uri = totp_uri("Example Co", "alice@host", &s, &p);
         assert_eq!(
             uri.as_str(),
