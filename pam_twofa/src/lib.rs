@@ -1,0 +1,222 @@
+//! pam_twofa.so: asks for a one-time code after the password.
+//!
+//! A thin adapter: it gathers what PAM knows (user, rhost, the "password failed" mark,
+//! SSH_AUTH_INFO_0), lets `twofa_core::login` decide, logs the decision and maps it to a PAM
+//! code. It never writes to stdout or stderr (vsftpd runs PAM with the FTP control connection
+//! on fds 0-2), and no panic leaves it: each hook catches its own and denies.
+
+// vsftpd runs PAM with the FTP control socket on fds 0-2: not one byte may go there.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod ffi;
+mod syslog;
+
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pam::constants::{PamFlag, PamResultCode, PAM_PROMPT_ECHO_OFF};
+use pam::conv::Conv;
+use pam::items::{RHost, Service};
+use pam::module::{PamHandle, PamHooks};
+use twofa_core::args::{self, Mode, ModuleArgs};
+use twofa_core::audit::{Outcome, Reason};
+use twofa_core::config;
+use twofa_core::identity;
+use twofa_core::login::{self, Conversation, ConversationError, Decision, Request};
+use twofa_core::store::FileStore;
+use zeroize::Zeroizing;
+
+use crate::syslog::Level;
+
+/// The requested fail delay, the same on every path and in every mode (pam_unix asks 2 s too),
+/// so the delay says nothing about which part failed.
+pub const FAIL_DELAY_USEC: u32 = 2_000_000;
+
+/// pam_set_data name of the "password failed" mark.
+const MARK: &CStr = c"twofa.password_failed";
+
+struct TwoFa;
+pam::pam_hooks!(TwoFa);
+
+impl PamHooks for TwoFa {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        guarded(pamh, |pamh| authenticate(pamh, &args))
+    }
+
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        // No credentials to set; success keeps the stack's jump counts the same as in auth.
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+thread_local! {
+    static IN_MODULE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that is silent while our code runs and defers to
+/// the host's previous hook otherwise (the host may be a Rust program with its own).
+fn install_quiet_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !IN_MODULE.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs a hook with panics caught: a panic is logged and denied (PAM_AUTH_ERR).
+fn guarded(
+    pamh: &mut PamHandle,
+    hook: impl FnOnce(&mut PamHandle) -> PamResultCode,
+) -> PamResultCode {
+    install_quiet_panic_hook();
+    IN_MODULE.with(|f| f.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| hook(pamh)));
+    IN_MODULE.with(|f| f.set(false));
+    result.unwrap_or_else(|_| {
+        syslog::send(
+            Level::Error,
+            "pam_twofa: internal error (caught panic); access denied",
+        );
+        PamResultCode::PAM_AUTH_ERR
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn service_name(pamh: &PamHandle) -> String {
+    match pamh.get_item::<Service>() {
+        Ok(Some(s)) => s.to_string_lossy().into_owned(),
+        _ => "?".to_string(),
+    }
+}
+
+fn authenticate(pamh: &mut PamHandle, words: &[&CStr]) -> PamResultCode {
+    ffi::request_fail_delay(pamh, FAIL_DELAY_USEC);
+    let service = service_name(pamh);
+    let prefix = format!("pam_twofa({service}:auth)");
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let args = match args::parse(words.iter().map(String::as_str)) {
+        Ok(a) => a,
+        Err(e) => {
+            syslog::send(Level::Error, &format!("{prefix}: {e}; access denied"));
+            return PamResultCode::PAM_AUTHINFO_UNAVAIL;
+        }
+    };
+    match args.mode {
+        Mode::PasswordFailed => {
+            if !ffi::set_mark(pamh, MARK) {
+                syslog::send(
+                    Level::Error,
+                    &format!("{prefix}: could not set the password-failed mark"),
+                );
+            }
+            PamResultCode::PAM_AUTH_ERR
+        }
+        Mode::PubkeyDone => pubkey_done(pamh, &args, &prefix),
+        Mode::Verify => verify(pamh, &args, &prefix),
+    }
+}
+
+/// Success when sshd's PAM environment names a public key that sshd has verified for this
+/// connection (SSH_AUTH_INFO_0 lists completed methods, one per line); otherwise PAM_IGNORE.
+fn pubkey_done(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCode {
+    let info = ffi::pam_env(pamh, c"SSH_AUTH_INFO_0").unwrap_or_default();
+    let key = info.lines().any(|l| l.starts_with("publickey "));
+    if args.debug {
+        syslog::send(
+            Level::Debug,
+            &format!("{prefix}: pubkey_done: public key verified: {key}"),
+        );
+    }
+    if key {
+        PamResultCode::PAM_SUCCESS
+    } else {
+        PamResultCode::PAM_IGNORE
+    }
+}
+
+/// The PAM conversation, as `twofa_core::login` needs it.
+struct PamConversation<'a> {
+    pamh: &'a PamHandle,
+}
+
+impl Conversation for PamConversation<'_> {
+    fn ask_hidden(
+        &mut self,
+        prompt: &str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+        let conv = match self.pamh.get_item::<Conv>() {
+            Ok(Some(c)) => c,
+            _ => return Err(ConversationError),
+        };
+        match conv.send(PAM_PROMPT_ECHO_OFF, prompt) {
+            Ok(Some(reply)) => Ok(Some(Zeroizing::new(reply.as_bytes().to_vec()))),
+            Ok(None) => Ok(None),
+            Err(_) => Err(ConversationError),
+        }
+    }
+}
+
+fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCode {
+    // Taken (and removed) first, before any other decision, on every path.
+    let password_failed = ffi::take_mark(pamh, MARK);
+    let user = match pamh.get_user(None) {
+        Ok(u) => u,
+        Err(e) => {
+            syslog::send(
+                Level::Error,
+                &format!("{prefix}: could not get the user name ({e:?}); access denied"),
+            );
+            return PamResultCode::PAM_AUTH_ERR;
+        }
+    };
+    let rhost = match pamh.get_item::<RHost>() {
+        Ok(Some(h)) => Some(h.to_string_lossy().into_owned()),
+        _ => None,
+    };
+    let req = Request {
+        user: &user,
+        rhost: rhost.as_deref(),
+        password_failed,
+        now: unix_now(),
+    };
+    let decision = match config::load(args.config.as_deref()) {
+        Err(e) => login::unavailable(&req, Reason::ConfigError, e.to_string()),
+        Ok(config) => {
+            let store = FileStore::new(&config.storage_dir);
+            let mut conv = PamConversation { pamh };
+            login::authenticate(&config, &store, &identity::lookup, &mut conv, &req)
+        }
+    };
+    log_decision(prefix, &decision);
+    match decision.outcome {
+        Outcome::Success => PamResultCode::PAM_SUCCESS,
+        Outcome::Deny => PamResultCode::PAM_AUTH_ERR,
+        Outcome::Ignore => PamResultCode::PAM_IGNORE,
+        Outcome::Error => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+    }
+}
+
+fn log_decision(prefix: &str, decision: &Decision) {
+    let level = match decision.outcome {
+        Outcome::Success | Outcome::Ignore => Level::Info,
+        Outcome::Deny => Level::Notice,
+        Outcome::Error => Level::Error,
+    };
+    syslog::send(level, &format!("{prefix}: {}", decision.event));
+}
