@@ -1,0 +1,260 @@
+//! `twofa-enroll enroll USER`: a new TOTP enrollment, checked with one code before it is saved.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use twofa_core::config::{self, Config};
+use twofa_core::enrollment::{Enrollment, Factor, TotpFactor};
+use twofa_core::identity::{self, Account};
+use twofa_core::otp::{self, Algorithm, Params};
+use twofa_core::secret::{Secret, RECOMMENDED_BITS};
+use twofa_core::store::{FileStore, Store, StoreError};
+use twofa_core::uri;
+use zeroize::Zeroizing;
+
+use crate::output::{self, Failure};
+use crate::qr;
+
+/// Arguments of `enroll`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The account to enroll (a name of the passwd database).
+    user: String,
+    /// Keep an existing base32 secret, read from FILE (`-`: the first line of standard input).
+    /// Never pass a secret in argv: other users see it in ps.
+    #[arg(long, value_name = "FILE|-")]
+    secret_file: Option<PathBuf>,
+    /// Save without asking for a code first (for scripts; the user can't confirm the app then).
+    #[arg(long)]
+    no_verify: bool,
+    /// Replace an existing enrollment (its old secret stops working).
+    #[arg(long)]
+    force: bool,
+    /// Hash for this user: SHA1, SHA256 or SHA512 (default: the policy's [totp] algorithm).
+    #[arg(long, value_parser = parse_algorithm)]
+    algorithm: Option<Algorithm>,
+    /// Code length for this user, 6 to 8 (default: the policy's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(6..=8))]
+    digits: Option<u32>,
+    /// Seconds per code for this user (default: the policy's).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    period: Option<u64>,
+    /// Also write the QR code to FILE as a PNG (mode 0600: it holds the secret).
+    #[arg(long, value_name = "FILE")]
+    qr_png: Option<PathBuf>,
+    /// Don't draw the QR code in the terminal.
+    #[arg(long)]
+    no_qr: bool,
+    /// Print the result as JSON on stdout (prompts go to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::parse(s).ok_or_else(|| format!("`{s}` is not SHA1, SHA256 or SHA512"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Loads the policy named by --config, or the default one.
+pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
+    config::load(path)
+        .map_err(|e| Failure::new(e.to_string()).hint("check it with: twofa-enroll check-config"))
+}
+
+/// Resolves USER in the passwd database.
+pub fn account(user: &str) -> Result<Account, Failure> {
+    match identity::lookup(user) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(Failure::new(format!("no account named `{user}`"))
+            .hint("twofa enrolls accounts of the passwd database (getent passwd NAME)")),
+        Err(e) => Err(Failure::new(e.to_string())),
+    }
+}
+
+/// Lines of standard input, shared by `--secret-file -` and the code prompt.
+struct Input {
+    stdin: std::io::StdinLock<'static>,
+}
+
+impl Input {
+    fn line(&mut self) -> Result<Zeroizing<String>, Failure> {
+        let mut line = Zeroizing::new(String::new());
+        self.stdin
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(format!("could not read standard input: {e}")))?;
+        Ok(line)
+    }
+}
+
+fn read_secret(path: &Path, input: &mut Input) -> Result<Secret, Failure> {
+    let text = if path == Path::new("-") {
+        input.line()?
+    } else {
+        let mut s = Zeroizing::new(String::new());
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_string(&mut s))
+            .map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+        let first = Zeroizing::new(s.lines().next().unwrap_or("").to_string());
+        first
+    };
+    let secret = Secret::from_base32(text.trim()).map_err(|e| Failure::new(e.to_string()))?;
+    if secret.bits() < RECOMMENDED_BITS {
+        output::warn(&format!(
+            "the secret has only {} bits; {RECOMMENDED_BITS} or more are recommended (enroll without --secret-file for a new one)",
+            secret.bits()
+        ));
+    }
+    Ok(secret)
+}
+
+/// Asks for codes until one is right (three tries on a terminal, one otherwise); returns the
+/// step it matched.
+fn confirm(
+    secret: &Secret,
+    params: &Params,
+    window: u64,
+    input: &mut Input,
+) -> Result<u64, Failure> {
+    let tries = if std::io::stdin().is_terminal() { 3 } else { 1 };
+    for attempt in 1..=tries {
+        eprint!("Verification code: ");
+        let _ = std::io::stderr().flush();
+        let line = input.line()?;
+        if line.is_empty() {
+            return Err(Failure::new("no code was entered; nothing was saved"));
+        }
+        let step = otp::normalize_code(line.trim().as_bytes(), params.digits)
+            .and_then(|c| otp::verify_totp(secret.bytes(), params, &c, now(), window));
+        if let Some(step) = step {
+            return Ok(step);
+        }
+        if attempt < tries {
+            eprintln!("That code is not right; try the next one the app shows.");
+        }
+    }
+    Err(
+        Failure::new("the code did not match; nothing was saved").hint(format!(
+            "check that the phone's clock is right and that the app uses {}, {} digits, {} s",
+            params.algorithm, params.digits, params.period
+        )),
+    )
+}
+
+/// Runs `enroll`.
+pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    match store.enrollment(&account) {
+        Ok(Some(_)) if !args.force => {
+            return Err(Failure::new(format!(
+                "{} is already enrolled; nothing was changed",
+                account.name
+            ))
+            .hint("add --force to replace the enrollment (the old secret stops working)"))
+        }
+        Ok(_) => {}
+        Err(e) if args.force => output::warn(&format!("replacing an unreadable enrollment: {e}")),
+        Err(e) => return Err(Failure::new(e.to_string()).hint("add --force to replace it")),
+    }
+
+    let params = Params {
+        algorithm: args.algorithm.unwrap_or(config.totp.params.algorithm),
+        digits: args.digits.unwrap_or(config.totp.params.digits),
+        period: args.period.unwrap_or(config.totp.params.period),
+    };
+    if !params.is_widely_supported() {
+        output::warn(&format!(
+            "{}, {} digits, {} s: many authenticator apps (Google Authenticator among them) ignore these and show wrong codes; SHA1, 6 digits, 30 s works everywhere",
+            params.algorithm, params.digits, params.period
+        ));
+    }
+    let mut input = Input {
+        stdin: std::io::stdin().lock(),
+    };
+    let secret = match &args.secret_file {
+        Some(path) => read_secret(path, &mut input)?,
+        None => Secret::generate(params.algorithm.new_secret_bytes())?,
+    };
+    let uri = uri::totp_uri(&config.totp.issuer, &account.name, &secret, &params);
+
+    if !args.json {
+        if !args.no_qr {
+            println!("{}", qr::terminal(&uri)?);
+        }
+        println!(
+            "Scan the QR code with an authenticator app, or enter this key: {}",
+            secret.to_base32().as_str()
+        );
+        println!("{}", uri.as_str());
+    }
+    if let Some(png) = &args.qr_png {
+        qr::write_png(&uri, png, args.force)?;
+        if !args.json {
+            println!(
+                "QR code written to {} (mode 0600; delete it once scanned).",
+                png.display()
+            );
+        }
+    }
+
+    let confirmed_step = if args.no_verify {
+        None
+    } else {
+        Some(confirm(&secret, &params, config.totp.window, &mut input)?)
+    };
+
+    let enrolled_at = now();
+    let enrollment = Enrollment {
+        account: account.name.clone(),
+        factors: vec![Factor::Totp(TotpFactor {
+            secret: secret.clone(),
+            params,
+            enrolled_at,
+        })],
+    };
+    store
+        .put_enrollment(&account, &enrollment, args.force)
+        .map_err(|e| match e {
+            StoreError::AlreadyEnrolled(_) => Failure::new(format!("{e}; nothing was changed"))
+                .hint("add --force to replace the enrollment"),
+            other => Failure::new(other.to_string()),
+        })?;
+    // The code typed to confirm is spent: it can't be replayed at a login.
+    if let Some(step) = confirmed_step {
+        if let Err(e) = store.accept_step(&account, step, enrolled_at) {
+            output::warn(&format!(
+                "enrolled, but the confirmation code could not be marked used: {e}"
+            ));
+        }
+    }
+
+    if args.json {
+        let out = serde_json::json!({
+            "account": account.name,
+            "factor": "totp",
+            "uri": uri.as_str(),
+            "secret": secret.to_base32().as_str(),
+            "algorithm": params.algorithm.name(),
+            "digits": params.digits,
+            "period": params.period,
+            "enrolled_at": enrolled_at,
+            "verified": confirmed_step.is_some(),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "Enrolled {}: TOTP ({}, {} digits, {} s). From now on a verification code is asked at login.",
+            account.name, params.algorithm, params.digits, params.period
+        );
+    }
+    Ok(())
+}

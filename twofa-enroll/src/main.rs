@@ -1,0 +1,129 @@
+//! twofa-enroll: enroll, inspect and disable twofa second factors.
+//!
+//! This file only parses arguments and dispatches; each command lives in its own module.
+
+mod check;
+mod enroll;
+mod output;
+mod qr;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Failure;
+
+const EXAMPLES: &str = "\
+Examples:
+  twofa-enroll alice                      enroll alice: QR code, then one code to confirm
+  twofa-enroll enroll alice --qr-png /root/alice.png
+  twofa-enroll enroll alice --secret-file - --no-verify < secret.txt
+                                          keep a secret alice already has (never in argv)
+  twofa-enroll status alice               is alice enrolled? failures? last login?
+  twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
+  twofa-enroll check-config               check /etc/twofa/twofa.toml
+
+Exit status: 0 done, 1 error (nothing was changed), 2 bad usage.";
+
+/// Enroll users in twofa (a second factor for Linux logins) and manage their enrollments.
+#[derive(Debug, Parser)]
+#[command(name = "twofa-enroll", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Policy file to use instead of /etc/twofa/twofa.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll USER with a TOTP authenticator app (the default command: `twofa-enroll USER`).
+    Enroll(enroll::Args),
+    /// Show whether USER is enrolled, with which parameters, and their recent logins.
+    Status(status::StatusArgs),
+    /// Remove USER's enrollment, keeping a root-only backup; the policy for unenrolled users applies.
+    Disable(status::DisableArgs),
+    /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
+    CheckConfig(check::Args),
+}
+
+const COMMANDS: &[&str] = &["enroll", "status", "disable", "check-config", "help"];
+
+/// `twofa-enroll USER` means `twofa-enroll enroll USER`: insert the word before the first
+/// argument that is neither an option nor a command.
+fn with_default_command(mut argv: Vec<String>) -> Vec<String> {
+    let mut i = 1;
+    while i < argv.len() {
+        let a = &argv[i];
+        if a == "--config" {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        if !COMMANDS.contains(&a.as_str()) {
+            argv.insert(i, "enroll".to_string());
+        }
+        break;
+    }
+    argv
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(with_default_command(std::env::args().collect()));
+    let config = cli.config.as_deref();
+    let result: Result<(), Failure> = match &cli.command {
+        Command::Enroll(a) => enroll::run(config, a),
+        Command::Status(a) => status::status(config, a),
+        Command::Disable(a) => status::disable(config, a),
+        Command::CheckConfig(a) => check::run(config, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            output::print_failure(&f);
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_bare_user_name_means_enroll() {
+        assert_eq!(
+            with_default_command(args(&["t", "alice"])),
+            args(&["t", "enroll", "alice"])
+        );
+        assert_eq!(
+            with_default_command(args(&["t", "--config", "/x", "alice", "--no-verify"])),
+            args(&["t", "--config", "/x", "enroll", "alice", "--no-verify"])
+        );
+        assert_eq!(
+            with_default_command(args(&["t", "status", "alice"])),
+            args(&["t", "status", "alice"])
+        );
+        assert_eq!(
+            with_default_command(args(&["t", "--help"])),
+            args(&["t", "--help"])
+        );
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,105 @@
+//! How the CLI talks: one `error: ...` line plus a hint, colour only on a terminal.
+
+use std::io::{IsTerminal, Write};
+
+/// A command's failure: what happened, and what to do about it.
+#[derive(Debug)]
+pub struct Failure {
+    /// What happened, one line.
+    pub message: String,
+    /// What to do, if there is something to say.
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    /// A failure without a hint.
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Failure {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+fn label(word: &str, colour: &str) -> String {
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[1;{colour}m{word}\x1b[0m")
+    } else {
+        word.to_string()
+    }
+}
+
+/// Prints `error: ...` and the hint to stderr.
+pub fn print_failure(f: &Failure) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}: {}", label("error", "31"), f.message);
+    if let Some(h) = &f.hint {
+        let _ = writeln!(err, "{}: {h}", label("hint", "36"));
+    }
+}
+
+/// Prints `warning: ...` to stderr.
+pub fn warn(message: &str) {
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{}: {message}",
+        label("warning", "33")
+    );
+}
+
+/// Refuses to go on unless running as root: the files twofa writes are root's.
+pub fn require_root() -> Result<(), Failure> {
+    if twofa_core::securefile::running_as_root() {
+        Ok(())
+    } else {
+        Err(
+            Failure::new("twofa-enroll must run as root: enrollments are root's files")
+                .hint("run it with sudo"),
+        )
+    }
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc(ts: u64) -> String {
+    let days = ts / 86_400;
+    let secs = ts % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(1_111_111_109), "2005-03-18 01:58 UTC");
+        assert_eq!(utc(2_000_000_000), "2033-05-18 03:33 UTC");
+    }
+}

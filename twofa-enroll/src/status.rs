@@ -1,0 +1,117 @@
+//! `status USER` and `disable USER`.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use twofa_core::enrollment::Factor;
+use twofa_core::store::{FileStore, Store};
+
+use crate::enroll::{account, load_config};
+use crate::output::{self, utc, Failure};
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The account to show.
+    user: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `disable`.
+#[derive(Debug, clap::Args)]
+pub struct DisableArgs {
+    /// The account whose enrollment to remove.
+    user: String,
+}
+
+fn when(ts: Option<u64>) -> String {
+    ts.map(utc).unwrap_or_else(|| "never".to_string())
+}
+
+/// Runs `status`.
+pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    let enrollment = store.enrollment(&account)?;
+    let state = store.state(&account)?;
+    if args.json {
+        let factors: Vec<_> = enrollment
+            .iter()
+            .flat_map(|e| e.factors.iter())
+            .map(|f| match f {
+                Factor::Totp(t) => serde_json::json!({
+                    "type": "totp",
+                    "algorithm": t.params.algorithm.name(),
+                    "digits": t.params.digits,
+                    "period": t.params.period,
+                    "enrolled_at": t.enrolled_at,
+                }),
+            })
+            .collect();
+        let out = serde_json::json!({
+            "account": account.name,
+            "enrolled": enrollment.is_some(),
+            "factors": factors,
+            "failures": state.failures,
+            "last_success_at": state.last_success_at,
+            "last_failure_at": state.last_failure_at,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("account:       {}", account.name);
+    match &enrollment {
+        None => println!("enrolled:      no (policy for unenrolled users applies)"),
+        Some(e) => {
+            for f in &e.factors {
+                match f {
+                    Factor::Totp(t) => println!(
+                        "enrolled:      yes, totp ({}, {} digits, {} s) since {}",
+                        t.params.algorithm,
+                        t.params.digits,
+                        t.params.period,
+                        utc(t.enrolled_at)
+                    ),
+                }
+            }
+        }
+    }
+    println!("failures:      {} since the last success", state.failures);
+    println!("last success:  {}", when(state.last_success_at));
+    println!("last failure:  {}", when(state.last_failure_at));
+    Ok(())
+}
+
+/// Runs `disable`.
+pub fn disable(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match store.disable_enrollment(&account, now)? {
+        Some(backup) => {
+            println!(
+                "Disabled twofa for {}; the enrollment is kept at {} (root only).",
+                account.name,
+                backup.display()
+            );
+            println!(
+                "The policy for unenrolled users now applies to {}.",
+                account.name
+            );
+            Ok(())
+        }
+        None => Err(Failure::new(format!(
+            "{} is not enrolled; nothing was changed",
+            account.name
+        ))),
+    }
+}
