@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds twofa in release mode and installs it: the PAM module, the CLI and a default policy.
+# Touches no PAM stack: adding the module to sshd/sudo is the admin's step (see README).
+#
+#   sudo packaging/install.sh                 install under / (multiarch PAM directory)
+#   DESTDIR=/tmp/stage PREFIX=/usr packaging/install.sh   stage for a package
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PREFIX=${PREFIX:-/usr}
+DESTDIR=${DESTDIR:-}
+
+if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then
+    echo "error: installing needs root; or set DESTDIR to stage the files" >&2
+    exit 1
+fi
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    need=()
+    for p in gcc libpam0g-dev; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+    fi
+fi
+command -v cargo >/dev/null || { echo "error: cargo (Rust >= 1.85) is needed: https://rustup.rs" >&2; exit 1; }
+
+cargo build --release --locked -p pam_twofa -p twofa-enroll
+
+# The PAM module directory: Debian's multiarch one, else the first that exists.
+if command -v dpkg-architecture >/dev/null; then
+    pamdir=/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security
+elif [ -d /lib64/security ]; then
+    pamdir=/lib64/security
+else
+    pamdir=/lib/security
+fi
+
+install -D -m 0644 target/release/libpam_twofa.so "$DESTDIR$pamdir/pam_twofa.so"
+install -D -m 0755 target/release/twofa-enroll "$DESTDIR$PREFIX/bin/twofa-enroll"
+install -d -m 0755 "$DESTDIR/etc/twofa"
+if [ ! -e "$DESTDIR/etc/twofa/twofa.toml" ]; then
+    install -m 0644 conf/twofa.toml "$DESTDIR/etc/twofa/twofa.toml"
+else
+    echo "kept the existing /etc/twofa/twofa.toml"
+fi
+install -d -m 0700 "$DESTDIR/var/lib/twofa" "$DESTDIR/var/lib/twofa/users" \
+    "$DESTDIR/var/lib/twofa/state" "$DESTDIR/var/lib/twofa/lock"
+install -d -m 0755 "$DESTDIR$PREFIX/share/doc/twofa/examples"
+cp -r conf/. "$DESTDIR$PREFIX/share/doc/twofa/examples/"
+
+cat <<MSG
+Installed:
+  $pamdir/pam_twofa.so
+  $PREFIX/bin/twofa-enroll
+  /etc/twofa/twofa.toml          (policy; check it with: twofa-enroll check-config)
+  /var/lib/twofa/                (enrollments and state, root only)
+  $PREFIX/share/doc/twofa/examples/   (PAM stacks and sshd drop-in)
+No PAM stack was changed. Enroll someone first (twofa-enroll USER), keep a root shell open,
+then add the stacks from the README.
+MSG
