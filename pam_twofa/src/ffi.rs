@@ -7,14 +7,25 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 
 use pam::module::PamHandle;
 
+use zeroize::Zeroizing;
+
 /// PAM_SUCCESS from <security/_pam_types.h>.
 const PAM_SUCCESS: c_int = 0;
+/// PAM_AUTHTOK item type from <security/_pam_types.h>.
+const PAM_AUTHTOK: c_int = 6;
 
 #[link(name = "pam")]
 unsafe extern "C" {
     fn pam_getenv(pamh: *mut c_void, name: *const c_char) -> *const c_char;
     fn pam_fail_delay(pamh: *mut c_void, usec: c_uint) -> c_int;
     fn pam_get_data(pamh: *const c_void, name: *const c_char, data: *mut *const c_void) -> c_int;
+    fn pam_get_authtok(
+        pamh: *mut c_void,
+        item: c_int,
+        authtok: *mut *const c_char,
+        prompt: *const c_char,
+    ) -> c_int;
+    fn pam_set_item(pamh: *mut c_void, item: c_int, value: *const c_void) -> c_int;
     fn pam_set_data(
         pamh: *mut c_void,
         name: *const c_char,
@@ -59,6 +70,44 @@ pub fn set_mark(pamh: &mut PamHandle, name: &CStr) -> bool {
     unsafe { pam_set_data(raw(pamh), name.as_ptr(), data, None) == PAM_SUCCESS }
 }
 
+/// Removes the data entry `name` (libpam runs the old entry's cleanup, if it had one).
+pub fn clear_data(pamh: &mut PamHandle, name: &CStr) {
+    // SAFETY: live handle; `name` NUL-terminated. Replacing an entry with NULL data and no
+    // cleanup is how a module removes data: libpam has no delete, and it calls the replaced
+    // entry's own cleanup (pam-bindings' Box drop, or none for the mark).
+    let _ = unsafe { pam_set_data(raw(pamh), name.as_ptr(), std::ptr::null_mut(), None) };
+}
+
+/// The password field: PAM_AUTHTOK if an earlier module collected it, else asked with
+/// `prompt` (echo off) through the application's conversation (pam_get_authtok). The copy
+/// is wiped when dropped.
+pub fn authtok(pamh: &mut PamHandle, prompt: &CStr) -> Option<Zeroizing<Vec<u8>>> {
+    let mut value: *const c_char = std::ptr::null();
+    // SAFETY: live handle; `value` is a valid out-pointer; `prompt` is NUL-terminated.
+    let rc = unsafe { pam_get_authtok(raw(pamh), PAM_AUTHTOK, &mut value, prompt.as_ptr()) };
+    if rc != PAM_SUCCESS || value.is_null() {
+        return None;
+    }
+    // SAFETY: on success libpam returns the PAM_AUTHTOK item, a NUL-terminated string owned
+    // by the handle; we copy it at once, before anything can change the item.
+    let bytes = unsafe { CStr::from_ptr(value) }.to_bytes();
+    Some(Zeroizing::new(bytes.to_vec()))
+}
+
+/// Replaces PAM_AUTHTOK with `password`, for the next module's `use_first_pass`. libpam
+/// copies the value and wipes the old one; our temporary copy is wiped when dropped.
+pub fn set_authtok(pamh: &mut PamHandle, password: &[u8]) -> bool {
+    if password.contains(&0) {
+        return false;
+    }
+    let mut terminated = Zeroizing::new(Vec::with_capacity(password.len() + 1));
+    terminated.extend_from_slice(password);
+    terminated.push(0);
+    // SAFETY: live handle; `terminated` is NUL-terminated with no interior NUL and lives
+    // across the call; libpam strdup()s it.
+    unsafe { pam_set_item(raw(pamh), PAM_AUTHTOK, terminated.as_ptr().cast()) == PAM_SUCCESS }
+}
+
 /// Whether the mark `name` is set; removes it in the same step, so that no return path can
 /// leave it behind for the next pam_authenticate on the same handle (sudo's retries).
 pub fn take_mark(pamh: &mut PamHandle, name: &CStr) -> bool {
@@ -67,9 +116,7 @@ pub fn take_mark(pamh: &mut PamHandle, name: &CStr) -> bool {
     let found = unsafe { pam_get_data(raw(pamh), name.as_ptr(), &mut data) } == PAM_SUCCESS;
     let marked = found && !data.is_null();
     if marked {
-        // SAFETY: live handle; replacing the entry with NULL data and no cleanup is how a
-        // module "removes" data (libpam has no delete); the old entry had no cleanup either.
-        let _ = unsafe { pam_set_data(raw(pamh), name.as_ptr(), std::ptr::null_mut(), None) };
+        clear_data(pamh, name);
     }
     marked
 }

@@ -25,7 +25,7 @@ use twofa_core::args::{self, Mode, ModuleArgs};
 use twofa_core::audit::{Outcome, Reason};
 use twofa_core::config;
 use twofa_core::identity;
-use twofa_core::login::{self, Conversation, ConversationError, Decision, Request};
+use twofa_core::login::{self, CodeSource, Conversation, ConversationError, Decision, Request};
 use twofa_core::store::FileStore;
 use zeroize::Zeroizing;
 
@@ -37,6 +37,15 @@ pub const FAIL_DELAY_USEC: u32 = 2_000_000;
 
 /// pam_set_data name of the "password failed" mark.
 const MARK: &CStr = c"twofa.password_failed";
+/// pam_set_data name of the code that the `concat` line cut from the password field.
+const KEPT: &CStr = c"twofa.kept_code";
+/// The prompt of the `concat` line when no earlier module collected the password.
+const FIELD_PROMPT: &CStr = c"Password & verification code: ";
+
+/// What the `concat` line leaves for the code-checking line: the code it cut (`None`: none).
+/// Dropped (and wiped) by libpam through pam-bindings' cleanup when the entry is replaced or
+/// the handle ends.
+struct KeptCode(Option<Zeroizing<Vec<u8>>>);
 
 struct TwoFa;
 pam::pam_hooks!(TwoFa);
@@ -128,6 +137,7 @@ fn authenticate(pamh: &mut PamHandle, words: &[&CStr]) -> PamResultCode {
             PamResultCode::PAM_AUTH_ERR
         }
         Mode::PubkeyDone => pubkey_done(pamh, &args, &prefix),
+        Mode::Concat => concat(pamh, &args, &prefix),
         Mode::Verify => verify(pamh, &args, &prefix),
     }
 }
@@ -148,6 +158,78 @@ fn pubkey_done(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResu
     } else {
         PamResultCode::PAM_IGNORE
     }
+}
+
+/// Takes (and removes) the code the `concat` line kept; `None` if no `concat` line ran.
+fn take_kept_code(pamh: &mut PamHandle) -> Option<Option<Zeroizing<Vec<u8>>>> {
+    let key = KEPT.to_str().unwrap_or_default();
+    // SAFETY: the only value ever stored under KEPT is a `KeptCode`, by `concat` below.
+    let kept = unsafe { pamh.get_data::<KeptCode>(key) }
+        .ok()
+        .map(|k| k.0.clone());
+    if kept.is_some() {
+        ffi::clear_data(pamh, KEPT);
+    }
+    kept
+}
+
+/// FTP-style one-field login: cut the code from the end of the field, hand the password on as
+/// PAM_AUTHTOK for `pam_unix.so use_first_pass`, keep the code for the checking line.
+/// PAM_SUCCESS for every user, unknown ones included: nothing is decided here.
+fn concat(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCode {
+    // A code kept by an earlier try on this handle must never be used by this one.
+    let _ = take_kept_code(pamh);
+    let config = match config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            syslog::send(
+                Level::Error,
+                &format!("{prefix}: outcome=error reason=config-error: {e}"),
+            );
+            return PamResultCode::PAM_AUTHINFO_UNAVAIL;
+        }
+    };
+    let user = match pamh.get_user(None) {
+        Ok(u) => u,
+        Err(e) => {
+            syslog::send(
+                Level::Error,
+                &format!("{prefix}: could not get the user name ({e:?}); access denied"),
+            );
+            return PamResultCode::PAM_AUTH_ERR;
+        }
+    };
+    let Some(field) = ffi::authtok(pamh, FIELD_PROMPT) else {
+        syslog::send(
+            Level::Notice,
+            &format!("{prefix}: no password field (conversation failed); access denied"),
+        );
+        return PamResultCode::PAM_AUTH_ERR;
+    };
+    let store = FileStore::new(&config.storage_dir);
+    let split = login::split_field(&config, &store, &identity::lookup, &user, &field);
+    if !ffi::set_authtok(pamh, &split.password) {
+        syslog::send(
+            Level::Error,
+            &format!("{prefix}: could not hand the password on (PAM_AUTHTOK); access denied"),
+        );
+        return PamResultCode::PAM_AUTH_ERR;
+    }
+    let key = KEPT.to_str().unwrap_or_default();
+    if pamh.set_data(key, Box::new(KeptCode(split.code))).is_err() {
+        syslog::send(
+            Level::Error,
+            &format!("{prefix}: could not keep the code for the next line; access denied"),
+        );
+        return PamResultCode::PAM_AUTH_ERR;
+    }
+    if args.debug {
+        syslog::send(
+            Level::Debug,
+            &format!("{prefix}: concat: field split for user {user:?}"),
+        );
+    }
+    PamResultCode::PAM_SUCCESS
 }
 
 /// The PAM conversation, as `twofa_core::login` needs it.
@@ -175,6 +257,10 @@ impl Conversation for PamConversation<'_> {
 fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCode {
     // Taken (and removed) first, before any other decision, on every path.
     let password_failed = ffi::take_mark(pamh, MARK);
+    let code = match take_kept_code(pamh) {
+        Some(kept) => CodeSource::Field(kept),
+        None => CodeSource::Ask,
+    };
     let user = match pamh.get_user(None) {
         Ok(u) => u,
         Err(e) => {
@@ -194,6 +280,7 @@ fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCod
         rhost: rhost.as_deref(),
         password_failed,
         now: unix_now(),
+        code,
     };
     let decision = match config::load(args.config.as_deref()) {
         Err(e) => login::unavailable(&req, Reason::ConfigError, e.to_string()),

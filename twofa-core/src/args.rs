@@ -16,6 +16,9 @@ pub enum Mode {
     PasswordFailed,
     /// Succeed when sshd's PAM environment shows a verified public key, else PAM_IGNORE.
     PubkeyDone,
+    /// Split "password followed by code" from one field: keep the code for the `Verify` line,
+    /// hand the password on as PAM_AUTHTOK.
+    Concat,
 }
 
 /// Parsed module arguments.
@@ -57,11 +60,7 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<ModuleArgs,
             }
             "password_failed" => Mode::PasswordFailed,
             "pubkey_done" => Mode::PubkeyDone,
-            "concat" => {
-                return Err(ArgsError(
-                    "`concat` is not supported yet by this version of twofa".into(),
-                ))
-            }
+            "concat" => Mode::Concat,
             w if w.starts_with("config=") => {
                 let path = PathBuf::from(&w["config=".len()..]);
                 if !path.is_absolute() {
@@ -111,7 +110,7 @@ mod tests {
             vec!["password_failed", "pubkey_done"],
             vec!["config=relative.toml"],
             vec!["config=/a", "config=/b"],
-            vec!["concat"],
+            vec!["concat", "password_failed"],
         ] {
             assert!(parse(bad.iter().copied()).is_err(), "{bad:?}");
         }

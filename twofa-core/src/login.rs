@@ -8,7 +8,7 @@
 use zeroize::Zeroizing;
 
 use crate::audit::{Event, Outcome, Reason};
-use crate::config::Config;
+use crate::config::{Config, Unenrolled};
 use crate::enrollment::Enrollment;
 use crate::identity::{Account, LookupError};
 use crate::otp;
@@ -29,6 +29,17 @@ pub trait Conversation {
         -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
 }
 
+/// Where the code comes from.
+#[derive(Debug, Clone)]
+pub enum CodeSource {
+    /// Ask for it in the conversation.
+    Ask,
+    /// It was cut from the password field by the `concat` line (`None`: nothing was cut, as
+    /// for an unenrolled user under `allow`). Never ask then: an FTP daemon can answer only
+    /// one question.
+    Field(Option<Zeroizing<Vec<u8>>>),
+}
+
 /// What the module knows about this login.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -40,6 +51,8 @@ pub struct Request<'a> {
     pub password_failed: bool,
     /// Unix time now.
     pub now: u64,
+    /// Where the code comes from.
+    pub code: CodeSource,
 }
 
 /// The outcome and what to log about it.
@@ -67,6 +80,65 @@ pub fn unavailable(req: &Request<'_>, reason: Reason, detail: String) -> Decisio
         reason,
         Some(detail),
     )
+}
+
+fn answer(
+    req: &Request<'_>,
+    conv: &mut dyn Conversation,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+    match &req.code {
+        CodeSource::Ask => conv.ask_hidden(CODE_PROMPT),
+        CodeSource::Field(code) => Ok(code.clone()),
+    }
+}
+
+/// A password field split into the password and the code typed after it.
+#[derive(Debug)]
+pub struct Split {
+    /// What goes on to the password module as PAM_AUTHTOK.
+    pub password: Zeroizing<Vec<u8>>,
+    /// The code, for the `Verify` line; `None` when nothing was cut.
+    pub code: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// Splits "password followed by code" for the `concat` line, before any password is checked.
+///
+/// The code is the last `digits` characters of the user's own enrollment. Everyone else (a
+/// name with no account, an unenrolled user under `deny`, an enrollment that can't be read)
+/// is split at the policy's default length, so the split says nothing about who exists; an
+/// unreadable enrollment is reported by the `Verify` line, after the password. Only an
+/// unenrolled user under `allow` keeps the whole field as the password.
+pub fn split_field(
+    config: &Config,
+    store: &dyn Store,
+    lookup: &dyn Fn(&str) -> Result<Option<Account>, LookupError>,
+    user: &str,
+    field: &[u8],
+) -> Split {
+    let enrollment = match lookup(user) {
+        Ok(Some(account)) => Some(store.enrollment(&account)),
+        _ => None,
+    };
+    let digits = match &enrollment {
+        Some(Ok(Some(e))) => e.totp().map(|t| t.params.digits),
+        Some(Ok(None)) => None,
+        Some(Err(_)) | None => Some(config.totp.params.digits),
+    };
+    let digits = match (digits, config.unenrolled) {
+        (Some(d), _) => d,
+        (None, Unenrolled::Allow) => {
+            return Split {
+                password: Zeroizing::new(field.to_vec()),
+                code: None,
+            }
+        }
+        (None, Unenrolled::Deny) => config.totp.params.digits,
+    };
+    let cut = field.len().saturating_sub(digits as usize);
+    Split {
+        password: Zeroizing::new(field[..cut].to_vec()),
+        code: Some(Zeroizing::new(field[cut..].to_vec())),
+    }
 }
 
 /// Runs the second-factor step.
@@ -125,7 +197,7 @@ pub fn authenticate(
     match policy::plan(req.password_failed, who, config.unenrolled) {
         Plan::Ignore(reason) => decide(event, Outcome::Ignore, reason, None),
         Plan::AskThenDeny(reason) => {
-            let answer = conv.ask_hidden(CODE_PROMPT);
+            let answer = answer(req, conv);
             // Do the same work as a real check, so the time taken says nothing either; the
             // result is thrown away: nothing is spent or counted.
             if let (Ok(Some(a)), Some(t)) = (&answer, totp) {
@@ -150,7 +222,7 @@ pub fn authenticate(
                     Some("enrolled without a factor".into()),
                 );
             };
-            let answer = match conv.ask_hidden(CODE_PROMPT) {
+            let answer = match answer(req, conv) {
                 Ok(a) => a,
                 Err(ConversationError) => {
                     return decide(event, Outcome::Deny, Reason::ConversationFailed, None)
@@ -200,7 +272,6 @@ pub fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Unenrolled;
     use crate::enrollment::{Factor, TotpFactor};
     use crate::otp::Params;
     use crate::secret::Secret;
@@ -328,6 +399,7 @@ mod tests {
             rhost: Some("192.0.2.7"),
             password_failed: failed,
             now: NOW,
+            code: CodeSource::Ask,
         };
         let d = authenticate(config, store, &lookup, &mut conv, &req);
         (d, conv.prompts)
@@ -416,6 +488,60 @@ mod tests {
             line.contains("user=alice") && line.contains("outcome=success"),
             "{line}"
         );
+        Ok(())
+    }
+
+    fn split(c: &Config, s: &MemStore, user: &str, field: &str) -> (String, Option<String>) {
+        let sp = split_field(c, s, &lookup, user, field.as_bytes());
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (text(&sp.password), sp.code.map(|c| text(&c)))
+    }
+
+    #[test]
+    fn the_code_is_cut_from_the_end_of_the_field_for_everyone_alike() -> Result<(), String> {
+        let s = world()?;
+        let mut c = Config::default();
+        let want = ("hunter2".to_string(), Some("050471".to_string()));
+        assert_eq!(split(&c, &s, "alice", "hunter2050471"), want);
+        assert_eq!(split(&c, &s, "bob", "hunter2050471"), want);
+        assert_eq!(split(&c, &s, "nobody-here", "hunter2050471"), want);
+        assert_eq!(
+            split(&c, &s, "alice", "123"),
+            (String::new(), Some("123".to_string()))
+        );
+        c.unenrolled = Unenrolled::Allow;
+        assert_eq!(
+            split(&c, &s, "bob", "hunter2050471"),
+            ("hunter2050471".to_string(), None)
+        );
+        assert_eq!(split(&c, &s, "alice", "hunter2050471"), want);
+        Ok(())
+    }
+
+    #[test]
+    fn a_code_from_the_field_is_checked_without_asking() -> Result<(), String> {
+        let s = world()?;
+        let c = Config::default();
+        for (failed, code, outcome) in [
+            (true, "050471", Outcome::Deny),
+            (false, "000000", Outcome::Deny),
+            (false, "050471", Outcome::Success),
+        ] {
+            let mut conv = Script {
+                answers: vec![],
+                prompts: vec![],
+            };
+            let req = Request {
+                user: "alice",
+                rhost: None,
+                password_failed: failed,
+                now: NOW,
+                code: CodeSource::Field(Some(Zeroizing::new(code.as_bytes().to_vec()))),
+            };
+            let d = authenticate(&c, &s, &lookup, &mut conv, &req);
+            assert_eq!(d.outcome, outcome, "{failed} {code}");
+            assert!(conv.prompts.is_empty());
+        }
         Ok(())
     }
 }
