@@ -17,7 +17,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pam::constants::{PamFlag, PamResultCode, PAM_PROMPT_ECHO_OFF};
+use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF};
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::{PamHandle, PamHooks};
@@ -250,6 +250,12 @@ impl Conversation for PamConversation<'_> {
             Ok(Some(reply)) => Ok(Some(Zeroizing::new(reply.as_bytes().to_vec()))),
             Ok(None) => Ok(None),
             Err(_) => Err(ConversationError),
+        }
+    }
+
+    fn show_error(&mut self, message: &str) {
+        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
+            let _ = conv.send(PAM_ERROR_MSG, message);
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Reason {
     WrongCode,
     /// The code matched a step already used.
     ReplayedCode,
+    /// The account is locked after too many failures; nothing was checked.
+    Locked,
     /// The password before it failed; the code was not checked.
     PasswordFailed,
     /// The account has no enrollment.
@@ -67,6 +69,7 @@ impl Reason {
             Reason::Ok => "ok",
             Reason::WrongCode => "wrong-code",
             Reason::ReplayedCode => "replayed-code",
+            Reason::Locked => "locked",
             Reason::PasswordFailed => "password-failed",
             Reason::NotEnrolled => "not-enrolled",
             Reason::UnknownUser => "unknown-user",

@@ -5,13 +5,14 @@
 //! (`config=` of the module, `--config` of the CLI) that does not exist is an error, so a typo
 //! in a PAM stack can't silently fall back to defaults. A key that a later version of twofa
 //! supports is reported as "not supported yet", any other unknown key as "unknown key": never
-//! ignored, because an admin who wrote `max_failures = 3` must not believe it is enforced.
+//! ignored, because an admin who wrote `enforce_groups = [...]` must not believe it is enforced.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
 use crate::securefile::{self, FileError, Rules};
+use crate::state::Lockout;
 use crate::tomlfile::{Doc, FieldError, Fields};
 
 /// Where the policy lives unless `config=`/`--config` says otherwise.
@@ -52,6 +53,8 @@ pub struct Config {
     pub totp: Totp,
     /// `[policy] unenrolled`.
     pub unenrolled: Unenrolled,
+    /// `[policy] max_failures`, `failure_window_seconds`, `lockout_seconds`.
+    pub lockout: Lockout,
     /// `[storage] dir`.
     pub storage_dir: PathBuf,
 }
@@ -66,6 +69,7 @@ impl Default for Config {
                 window: 1,
             },
             unenrolled: Unenrolled::Deny,
+            lockout: Lockout::DEFAULT,
             storage_dir: PathBuf::from(DEFAULT_STORAGE),
         }
     }
@@ -101,9 +105,6 @@ const LATER_POLICY_KEYS: &[&str] = &[
     "enforce_groups",
     "exempt_groups",
     "exempt_services",
-    "max_failures",
-    "failure_window_seconds",
-    "lockout_seconds",
     "enrollment_max_age_days",
     "grace_until",
     "remember_host_seconds",
@@ -176,6 +177,15 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
                     ))
                 }
             };
+        }
+        if let Some(n) = policy.unsigned("max_failures", 0, 100_000)? {
+            config.lockout.max_failures = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(w) = policy.unsigned("failure_window_seconds", 1, 7 * 86_400)? {
+            config.lockout.window = w;
+        }
+        if let Some(d) = policy.unsigned("lockout_seconds", 1, 7 * 86_400)? {
+            config.lockout.duration = d;
         }
         for key in LATER_POLICY_KEYS {
             policy.not_supported_yet(key)?;
@@ -252,7 +262,7 @@ mod tests {
     fn every_key_is_read() -> Result<(), String> {
         let c = parse_str(
             "version = 1\n[totp]\nissuer = \"corp\"\nalgorithm = \"sha512\"\ndigits = 8\nperiod = 60\nwindow = 2\n\
-             [policy]\nunenrolled = \"allow\"\n[storage]\ndir = \"/srv/twofa\"\n",
+             [policy]\nunenrolled = \"allow\"\nmax_failures = 3\nfailure_window_seconds = 60\nlockout_seconds = 120\n[storage]\ndir = \"/srv/twofa\"\n",
         )?;
         assert_eq!(c.totp.issuer, "corp");
         assert_eq!(
@@ -265,6 +275,14 @@ mod tests {
         );
         assert_eq!(c.totp.window, 2);
         assert_eq!(c.unenrolled, Unenrolled::Allow);
+        assert_eq!(
+            c.lockout,
+            Lockout {
+                max_failures: 3,
+                window: 60,
+                duration: 120
+            }
+        );
         assert_eq!(c.storage_dir, PathBuf::from("/srv/twofa"));
         Ok(())
     }
@@ -275,7 +293,8 @@ mod tests {
             ("version = 1\n[totp]\ndigits = 9\n", "/etc/twofa/twofa.toml:3: key `totp.digits`: must be from 6 to 8, not 9"),
             ("version = 1\n[totp]\nperiod = 0\n", "/etc/twofa/twofa.toml:3: key `totp.period`: must be from 1 to 3600, not 0"),
             ("version = 1\n\n[policy]\nunenrolled = \"maybe\"\n", "/etc/twofa/twofa.toml:4: key `policy.unenrolled`: must be \"deny\" or \"allow\", not \"maybe\""),
-            ("version = 1\n[policy]\nmax_failures = 3\n", "/etc/twofa/twofa.toml:3: key `policy.max_failures`: not supported yet by this version of twofa"),
+            ("version = 1\n[policy]\nenforce_groups = []\n", "/etc/twofa/twofa.toml:3: key `policy.enforce_groups`: not supported yet by this version of twofa"),
+            ("version = 1\n[policy]\nlockout_seconds = 0\n", "/etc/twofa/twofa.toml:3: key `policy.lockout_seconds`: must be from 1 to 604800, not 0"),
             ("version = 1\n[policy]\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.unenrolled`: \"grace\" is not supported yet by this version of twofa (use \"deny\" or \"allow\")"),
             ("version = 1\n[totp]\ncolor = 1\n", "/etc/twofa/twofa.toml:3: key `totp.color`: unknown key"),
             ("version = 1\nfoo = 1\n", "/etc/twofa/twofa.toml:2: key `foo`: unknown key"),

@@ -13,7 +13,7 @@ use crate::enrollment::Enrollment;
 use crate::identity::{Account, LookupError};
 use crate::otp;
 use crate::policy::{self, Plan, Who};
-use crate::store::{StepOutcome, Store};
+use crate::store::{FailureOutcome, StepOutcome, Store};
 
 /// The prompt for the code, the same for every user and every path.
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -27,6 +27,16 @@ pub trait Conversation {
     /// Asks with echo off; `Ok(None)` when the application returned no answer.
     fn ask_hidden(&mut self, prompt: &str)
         -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError>;
+    /// Shows a message the user must see (PAM_ERROR_MSG, even under PAM_SILENT: sudo always
+    /// sets it). Best effort: an application that can't show it (vsftpd) is no reason to fail.
+    fn show_error(&mut self, message: &str);
+}
+
+/// What a locked user reads, only after the password was verified.
+pub fn locked_message(until: u64, now: u64) -> String {
+    let minutes = until.saturating_sub(now).div_ceil(60).max(1);
+    let unit = if minutes == 1 { "minute" } else { "minutes" };
+    format!("Too many failed attempts; try again in {minutes} {unit}.")
 }
 
 /// Where the code comes from.
@@ -222,6 +232,28 @@ pub fn authenticate(
                     Some("enrolled without a factor".into()),
                 );
             };
+            // A locked account is told so (the password was right) and not asked for a code.
+            match store.state(account) {
+                Ok(state) => {
+                    if let Some(until) = state.locked_at(req.now) {
+                        conv.show_error(&locked_message(until, req.now));
+                        return decide(
+                            event,
+                            Outcome::Deny,
+                            Reason::Locked,
+                            Some(format!("locked until {until}")),
+                        );
+                    }
+                }
+                Err(e) => {
+                    return decide(
+                        event,
+                        Outcome::Error,
+                        Reason::StateError,
+                        Some(e.to_string()),
+                    )
+                }
+            }
             let answer = match answer(req, conv) {
                 Ok(a) => a,
                 Err(ConversationError) => {
@@ -248,6 +280,16 @@ pub fn authenticate(
                         return decide(event, Outcome::Success, Reason::Ok, None)
                     }
                     Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
+                    // Locked by a parallel login meanwhile: refused, not counted.
+                    Ok(StepOutcome::Locked(until)) => {
+                        conv.show_error(&locked_message(until, req.now));
+                        return decide(
+                            event,
+                            Outcome::Deny,
+                            Reason::Locked,
+                            Some(format!("locked until {until}")),
+                        );
+                    }
                     Err(e) => {
                         return decide(
                             event,
@@ -260,10 +302,25 @@ pub fn authenticate(
                 Err(reason) => reason,
             };
             // A failure is on disk before the module returns; if it can't be, still deny.
-            let detail = store
-                .record_failure(account, req.now)
-                .err()
-                .map(|e| format!("failure not recorded: {e}"));
+            let detail = match store.record_failure(account, req.now, &config.lockout) {
+                Ok(FailureOutcome::Counted(n)) => {
+                    Some(format!("failure {n} of {}", config.lockout.max_failures))
+                }
+                Ok(FailureOutcome::Locked(until)) => {
+                    conv.show_error(&locked_message(until, req.now));
+                    Some(format!("too many failures; locked until {until}"))
+                }
+                Ok(FailureOutcome::AlreadyLocked(until)) => {
+                    conv.show_error(&locked_message(until, req.now));
+                    return decide(
+                        event,
+                        Outcome::Deny,
+                        Reason::Locked,
+                        Some(format!("locked until {until}")),
+                    );
+                }
+                Err(e) => Some(format!("failure not recorded: {e}")),
+            };
             decide(event, Outcome::Deny, reason, detail)
         }
     }
@@ -276,7 +333,7 @@ mod tests {
     use crate::otp::Params;
     use crate::secret::Secret;
     use crate::state::UserState;
-    use crate::store::{FailureOutcome, StoreError};
+    use crate::store::{Lockout, StoreError};
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::path::PathBuf;
@@ -307,28 +364,32 @@ mod tests {
                 .unwrap_or_default())
         }
         fn accept_step(&self, a: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError> {
-            let mut all = self.state.borrow_mut();
-            let s = all.entry(a.name.clone()).or_default();
-            if s.totp_last_step.is_some_and(|w| step <= w) {
-                return Ok(StepOutcome::Replayed);
-            }
-            s.totp_last_step = Some(step);
-            s.failures = 0;
-            s.last_success_at = Some(now);
-            Ok(StepOutcome::Accepted)
+            Ok(self
+                .state
+                .borrow_mut()
+                .entry(a.name.clone())
+                .or_default()
+                .accept_step(step, now))
         }
-        fn record_failure(&self, a: &Account, _: u64) -> Result<FailureOutcome, StoreError> {
-            let mut all = self.state.borrow_mut();
-            let s = all.entry(a.name.clone()).or_default();
-            s.failures += 1;
-            Ok(FailureOutcome::Counted(s.failures))
+        fn record_failure(
+            &self,
+            a: &Account,
+            now: u64,
+            l: &Lockout,
+        ) -> Result<FailureOutcome, StoreError> {
+            Ok(self
+                .state
+                .borrow_mut()
+                .entry(a.name.clone())
+                .or_default()
+                .record_failure(now, l))
         }
         fn reset_failures(&self, a: &Account) -> Result<(), StoreError> {
             self.state
                 .borrow_mut()
                 .entry(a.name.clone())
                 .or_default()
-                .failures = 0;
+                .reset_failures();
             Ok(())
         }
     }
@@ -336,6 +397,15 @@ mod tests {
     struct Script {
         answers: Vec<&'static str>,
         prompts: Vec<String>,
+    }
+
+    impl Script {
+        fn errors(&self) -> Vec<&String> {
+            self.prompts
+                .iter()
+                .filter(|p| p.starts_with("error: "))
+                .collect()
+        }
     }
 
     impl Conversation for Script {
@@ -350,6 +420,9 @@ mod tests {
             Ok(Some(Zeroizing::new(
                 self.answers.remove(0).as_bytes().to_vec(),
             )))
+        }
+        fn show_error(&mut self, message: &str) {
+            self.prompts.push(format!("error: {message}"));
         }
     }
 
@@ -543,5 +616,104 @@ mod tests {
             assert!(conv.prompts.is_empty());
         }
         Ok(())
+    }
+
+    #[test]
+    fn too_many_wrong_codes_lock_the_account_and_say_for_how_long() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            lockout: Lockout {
+                max_failures: 3,
+                window: 900,
+                duration: 300,
+            },
+            ..Config::default()
+        };
+        let mut last = None;
+        for _ in 0..3 {
+            let mut conv = Script {
+                answers: vec!["000000"],
+                prompts: vec![],
+            };
+            let req = Request {
+                user: "alice",
+                rhost: None,
+                password_failed: false,
+                now: NOW,
+                code: CodeSource::Ask,
+            };
+            last = Some((authenticate(&c, &s, &lookup, &mut conv, &req), conv));
+        }
+        let (d, conv) = last.ok_or("no run")?;
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::WrongCode)
+        );
+        assert_eq!(
+            conv.errors(),
+            vec!["error: Too many failed attempts; try again in 5 minutes."]
+        );
+        // Now even the right code is refused without a prompt, and nothing more is counted.
+        let mut conv = Script {
+            answers: vec!["050471"],
+            prompts: vec![],
+        };
+        let req = Request {
+            user: "alice",
+            rhost: None,
+            password_failed: false,
+            now: NOW + 1,
+            code: CodeSource::Ask,
+        };
+        let d = authenticate(&c, &s, &lookup, &mut conv, &req);
+        assert_eq!((d.outcome, d.event.reason), (Outcome::Deny, Reason::Locked));
+        assert_eq!(
+            conv.prompts,
+            vec!["error: Too many failed attempts; try again in 5 minutes."]
+        );
+        // Before the password is verified a locked user looks like anyone else.
+        let (d, prompts) = run(&s, &c, "alice", true, "050471");
+        assert_eq!(
+            (d.outcome, prompts),
+            (Outcome::Deny, vec![CODE_PROMPT.to_string()])
+        );
+        // After the lock, the right code works.
+        let mut conv = Script {
+            answers: vec!["050471"],
+            prompts: vec![],
+        };
+        let req = Request {
+            user: "alice",
+            rhost: None,
+            password_failed: false,
+            now: NOW + 300,
+            code: CodeSource::Ask,
+        };
+        // NOW + 300 is 10 steps later: use that step's code.
+        let later = crate::otp::totp_at_step(
+            b"12345678901234567890",
+            crate::otp::step_at(NOW + 300, 30),
+            &Params::DEFAULT,
+        )
+        .map(|c| c.to_string())
+        .ok_or("code")?;
+        conv.answers = vec![Box::leak(later.into_boxed_str())];
+        assert_eq!(
+            authenticate(&c, &s, &lookup, &mut conv, &req).outcome,
+            Outcome::Success
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn lock_messages_round_up_to_whole_minutes() {
+        assert_eq!(
+            locked_message(1000, 1000 - 61),
+            "Too many failed attempts; try again in 2 minutes."
+        );
+        assert_eq!(
+            locked_message(1000, 999),
+            "Too many failed attempts; try again in 1 minute."
+        );
     }
 }

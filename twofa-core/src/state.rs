@@ -5,6 +5,49 @@
 
 use crate::tomlfile::{Doc, FieldError, Fields};
 
+/// The lockout policy: `max_failures` failed attempts within `window` seconds lock the account
+/// for `duration` seconds. `max_failures = 0` turns lockout off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// Failures that lock; 0: never lock.
+    pub max_failures: u32,
+    /// Seconds over which failures add up, counted from the first one.
+    pub window: u64,
+    /// Seconds the account stays locked.
+    pub duration: u64,
+}
+
+impl Lockout {
+    /// DESIGN's defaults: 5 failures within 15 minutes lock for 5 minutes.
+    pub const DEFAULT: Lockout = Lockout {
+        max_failures: 5,
+        window: 900,
+        duration: 300,
+    };
+}
+
+/// What `accept_step` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step was above the watermark and is now the watermark; failures were reset.
+    Accepted,
+    /// The step was at or below the watermark: this code (or an older one) was already used.
+    Replayed,
+    /// The account is locked until this Unix time: nothing was checked or changed.
+    Locked(u64),
+}
+
+/// What `record_failure` counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// The failure is recorded; this many within the window.
+    Counted(u32),
+    /// This failure locked the account until this Unix time.
+    Locked(u64),
+    /// The account was already locked until this Unix time: the attempt is not counted.
+    AlreadyLocked(u64),
+}
+
 /// The state file format version.
 pub const VERSION: i64 = 1;
 
@@ -13,8 +56,12 @@ pub const VERSION: i64 = 1;
 pub struct UserState {
     /// Highest TOTP step ever accepted: a step at or below it is a replay.
     pub totp_last_step: Option<u64>,
-    /// Failed code attempts since the last success.
+    /// Failed code attempts within the current window, since the last success.
     pub failures: u32,
+    /// Unix time of the first failure of the current window.
+    pub first_failure_at: Option<u64>,
+    /// Unix time until which the account is locked.
+    pub locked_until: Option<u64>,
     /// Unix time of the last failure.
     pub last_failure_at: Option<u64>,
     /// Unix time of the last success.
@@ -34,6 +81,8 @@ impl UserState {
                 .unsigned("failures", 0, u64::from(u32::MAX))?
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
+            first_failure_at: root.unsigned("first_failure_at", 0, max)?,
+            locked_until: root.unsigned("locked_until", 0, max)?,
             last_failure_at: root.unsigned("last_failure_at", 0, max)?,
             last_success_at: root.unsigned("last_success_at", 0, max)?,
         };
@@ -49,6 +98,8 @@ impl UserState {
         );
         for (key, value) in [
             ("totp_last_step", self.totp_last_step),
+            ("first_failure_at", self.first_failure_at),
+            ("locked_until", self.locked_until),
             ("last_failure_at", self.last_failure_at),
             ("last_success_at", self.last_success_at),
         ] {
@@ -57,6 +108,60 @@ impl UserState {
             }
         }
         out
+    }
+
+    /// Until when the account is locked, if it is at `now`.
+    pub fn locked_at(&self, now: u64) -> Option<u64> {
+        self.locked_until.filter(|&until| until > now)
+    }
+
+    /// Accepts TOTP step `step` only if the account is not locked and the step is above the
+    /// watermark; then it becomes the watermark and the failures are forgotten.
+    pub fn accept_step(&mut self, step: u64, now: u64) -> StepOutcome {
+        if let Some(until) = self.locked_at(now) {
+            return StepOutcome::Locked(until);
+        }
+        if self.totp_last_step.is_some_and(|w| step <= w) {
+            return StepOutcome::Replayed;
+        }
+        self.totp_last_step = Some(step);
+        self.last_success_at = Some(now);
+        self.reset_failures();
+        StepOutcome::Accepted
+    }
+
+    /// Counts a failed attempt: failures add up within `lockout.window` from the first one,
+    /// and the one that reaches `lockout.max_failures` locks the account. An attempt while
+    /// locked is not counted (it can't extend the lock, so a guesser can't keep the owner out
+    /// forever by trying; the lock ends on time).
+    pub fn record_failure(&mut self, now: u64, lockout: &Lockout) -> FailureOutcome {
+        if let Some(until) = self.locked_at(now) {
+            return FailureOutcome::AlreadyLocked(until);
+        }
+        let window_open = self
+            .first_failure_at
+            .is_some_and(|first| now.saturating_sub(first) < lockout.window);
+        if !window_open {
+            self.failures = 0;
+            self.first_failure_at = Some(now);
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.last_failure_at = Some(now);
+        if lockout.max_failures > 0 && self.failures >= lockout.max_failures {
+            let until = now.saturating_add(lockout.duration);
+            self.locked_until = Some(until);
+            self.failures = 0;
+            self.first_failure_at = None;
+            return FailureOutcome::Locked(until);
+        }
+        FailureOutcome::Counted(self.failures)
+    }
+
+    /// Forgets failures and any lock (a success, or an admin's `unlock`).
+    pub fn reset_failures(&mut self) {
+        self.failures = 0;
+        self.first_failure_at = None;
+        self.locked_until = None;
     }
 }
 
@@ -77,11 +182,100 @@ mod tests {
         let s = UserState {
             totp_last_step: Some(58_000_000),
             failures: 3,
+            first_failure_at: Some(1_700_000_000),
+            locked_until: None,
             last_failure_at: Some(1_700_000_100),
             last_success_at: None,
         };
         assert_eq!(UserState::parse(&s.to_toml())?, s);
         Ok(())
+    }
+
+    const L: Lockout = Lockout {
+        max_failures: 3,
+        window: 100,
+        duration: 50,
+    };
+
+    #[test]
+    fn failures_within_the_window_lock_and_the_lock_ends_on_time() {
+        let mut s = UserState::default();
+        assert_eq!(s.record_failure(1000, &L), FailureOutcome::Counted(1));
+        assert_eq!(s.record_failure(1010, &L), FailureOutcome::Counted(2));
+        assert_eq!(s.record_failure(1020, &L), FailureOutcome::Locked(1070));
+        // While locked: nothing counted, nothing accepted, the lock not extended.
+        assert_eq!(
+            s.record_failure(1030, &L),
+            FailureOutcome::AlreadyLocked(1070)
+        );
+        assert_eq!(s.accept_step(9, 1040), StepOutcome::Locked(1070));
+        assert_eq!(s.totp_last_step, None);
+        assert_eq!(s.accept_step(9, 1070), StepOutcome::Accepted);
+        assert_eq!((s.failures, s.locked_until), (0, None));
+    }
+
+    #[test]
+    fn failures_outside_the_window_start_a_new_count() {
+        let mut s = UserState::default();
+        s.record_failure(1000, &L);
+        s.record_failure(1050, &L);
+        assert_eq!(s.record_failure(1100, &L), FailureOutcome::Counted(1));
+    }
+
+    #[test]
+    fn a_success_forgets_earlier_failures() {
+        let mut s = UserState::default();
+        s.record_failure(1000, &L);
+        s.record_failure(1001, &L);
+        assert_eq!(s.accept_step(5, 1002), StepOutcome::Accepted);
+        assert_eq!(s.record_failure(1003, &L), FailureOutcome::Counted(1));
+    }
+
+    #[test]
+    fn zero_max_failures_never_locks() {
+        let mut s = UserState::default();
+        let off = Lockout {
+            max_failures: 0,
+            ..L
+        };
+        for i in 0..50 {
+            assert_eq!(
+                s.record_failure(1000 + i, &off),
+                FailureOutcome::Counted(i as u32 + 1)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever happens, a step is accepted at most once, the watermark never goes down,
+        /// and no step is accepted while locked.
+        #[test]
+        fn state_transitions_keep_their_promises(
+            events in proptest::collection::vec((0u8..3, 0u64..40, 0u64..30), 1..80)
+        ) {
+            let mut s = UserState::default();
+            let mut now = 1_000u64;
+            let mut accepted = std::collections::HashSet::new();
+            for (kind, step, dt) in events {
+                now += dt;
+                let before = s.clone();
+                match kind {
+                    0 => {
+                        let out = s.accept_step(step, now);
+                        if out == StepOutcome::Accepted {
+                            proptest::prop_assert!(accepted.insert(step));
+                            proptest::prop_assert!(before.locked_at(now).is_none());
+                        }
+                    }
+                    1 => { s.record_failure(now, &L); }
+                    _ => { s.reset_failures(); }
+                }
+                proptest::prop_assert!(s.totp_last_step >= before.totp_last_step);
+                proptest::prop_assert!(s.failures < L.max_failures);
+                let parsed = UserState::parse(&s.to_toml());
+                proptest::prop_assert_eq!(parsed.ok(), Some(s.clone()));
+            }
+        }
     }
 
     #[test]

@@ -12,23 +12,8 @@ use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
 use crate::state::UserState;
+pub use crate::state::{FailureOutcome, Lockout, StepOutcome};
 use crate::tomlfile::FieldError;
-
-/// What `accept_step` decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// The step was above the watermark and is now the watermark; failures were reset.
-    Accepted,
-    /// The step was at or below the watermark: this code (or an older one) was already used.
-    Replayed,
-}
-
-/// What `record_failure` counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureOutcome {
-    /// The failure is recorded; this many since the last success.
-    Counted(u32),
-}
 
 /// Why the store could not answer.
 #[derive(Debug)]
@@ -80,17 +65,23 @@ pub trait Store {
     ) -> Result<Option<PathBuf>, StoreError>;
     /// The account's state (defaults when none was written yet).
     fn state(&self, account: &Account) -> Result<UserState, StoreError>;
-    /// Accepts TOTP step `step` only if it is above the watermark, making it the new
-    /// watermark; a success also resets the failure count.
+    /// Accepts TOTP step `step` only if the account is not locked and the step is above the
+    /// watermark, making it the new watermark; a success also resets failures and lock
+    /// ([`UserState::accept_step`]).
     fn accept_step(
         &self,
         account: &Account,
         step: u64,
         now: u64,
     ) -> Result<StepOutcome, StoreError>;
-    /// Counts one failed attempt.
-    fn record_failure(&self, account: &Account, now: u64) -> Result<FailureOutcome, StoreError>;
-    /// Clears the failure count.
+    /// Counts one failed attempt under `lockout` ([`UserState::record_failure`]).
+    fn record_failure(
+        &self,
+        account: &Account,
+        now: u64,
+        lockout: &Lockout,
+    ) -> Result<FailureOutcome, StoreError>;
+    /// Clears the failure count and any lock.
     fn reset_failures(&self, account: &Account) -> Result<(), StoreError>;
 }
 
@@ -236,29 +227,20 @@ impl Store for FileStore {
         step: u64,
         now: u64,
     ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| {
-            if s.totp_last_step.is_some_and(|w| step <= w) {
-                return StepOutcome::Replayed;
-            }
-            s.totp_last_step = Some(step);
-            s.failures = 0;
-            s.last_success_at = Some(now);
-            StepOutcome::Accepted
-        })
+        self.update_state(account, |s| s.accept_step(step, now))
     }
 
-    fn record_failure(&self, account: &Account, now: u64) -> Result<FailureOutcome, StoreError> {
-        self.update_state(account, |s| {
-            s.failures = s.failures.saturating_add(1);
-            s.last_failure_at = Some(now);
-            FailureOutcome::Counted(s.failures)
-        })
+    fn record_failure(
+        &self,
+        account: &Account,
+        now: u64,
+        lockout: &Lockout,
+    ) -> Result<FailureOutcome, StoreError> {
+        self.update_state(account, |s| s.record_failure(now, lockout))
     }
 
     fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
-        self.update_state(account, |s| {
-            s.failures = 0;
-        })
+        self.update_state(account, UserState::reset_failures)
     }
 }
 
@@ -309,12 +291,18 @@ mod tests {
             return Ok(());
         }
         let (s, p) = store();
-        assert_eq!(s.record_failure(&alice(), 10)?, FailureOutcome::Counted(1));
-        assert_eq!(s.record_failure(&alice(), 11)?, FailureOutcome::Counted(2));
+        assert_eq!(
+            s.record_failure(&alice(), 10, &Lockout::DEFAULT)?,
+            FailureOutcome::Counted(1)
+        );
+        assert_eq!(
+            s.record_failure(&alice(), 11, &Lockout::DEFAULT)?,
+            FailureOutcome::Counted(2)
+        );
         assert_eq!(s.state(&alice())?.last_failure_at, Some(11));
         s.accept_step(&alice(), 5, 12)?;
         assert_eq!(s.state(&alice())?.failures, 0);
-        s.record_failure(&alice(), 13)?;
+        s.record_failure(&alice(), 13, &Lockout::DEFAULT)?;
         s.reset_failures(&alice())?;
         assert_eq!(s.state(&alice())?.failures, 0);
         std::fs::remove_dir_all(p).ok();
@@ -327,7 +315,7 @@ mod tests {
             return Ok(());
         }
         let (s, p) = store();
-        s.record_failure(&alice(), 1)?;
+        s.record_failure(&alice(), 1, &Lockout::DEFAULT)?;
         for d in ["lib", "lib/state", "lib/lock"] {
             assert_eq!(
                 crate::securefile::mode_of(&p.join(d)).ok(),

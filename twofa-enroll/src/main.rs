@@ -23,6 +23,7 @@ Examples:
                                           keep a secret alice already has (never in argv)
   twofa-enroll status alice               is alice enrolled? failures? last login?
   twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
+  twofa-enroll unlock alice               lift a lockout after too many wrong codes
   twofa-enroll check-config               check /etc/twofa/twofa.toml
 
 Exit status: 0 done, 1 error (nothing was changed), 2 bad usage.";
@@ -47,11 +48,20 @@ enum Command {
     Status(status::StatusArgs),
     /// Remove USER's enrollment, keeping a root-only backup; the policy for unenrolled users applies.
     Disable(status::DisableArgs),
+    /// Clear USER's failed attempts and lift a lockout.
+    Unlock(status::DisableArgs),
     /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
     CheckConfig(check::Args),
 }
 
-const COMMANDS: &[&str] = &["enroll", "status", "disable", "check-config", "help"];
+const COMMANDS: &[&str] = &[
+    "enroll",
+    "status",
+    "disable",
+    "unlock",
+    "check-config",
+    "help",
+];
 
 /// `twofa-enroll USER` means `twofa-enroll enroll USER`: insert the word before the first
 /// argument that is neither an option nor a command.
@@ -82,6 +92,7 @@ fn main() -> ExitCode {
         Command::Enroll(a) => enroll::run(config, a),
         Command::Status(a) => status::status(config, a),
         Command::Disable(a) => status::disable(config, a),
+        Command::Unlock(a) => status::unlock(config, a),
         Command::CheckConfig(a) => check::run(config, a),
     };
     match result {

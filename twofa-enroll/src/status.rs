@@ -19,11 +19,18 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// Arguments of `disable`.
+/// Arguments of `disable` and `unlock`.
 #[derive(Debug, clap::Args)]
 pub struct DisableArgs {
-    /// The account whose enrollment to remove.
+    /// The account.
     user: String,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn when(ts: Option<u64>) -> String {
@@ -57,6 +64,7 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
             "enrolled": enrollment.is_some(),
             "factors": factors,
             "failures": state.failures,
+            "locked_until": state.locked_at(now()),
             "last_success_at": state.last_success_at,
             "last_failure_at": state.last_failure_at,
         });
@@ -81,6 +89,14 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
         }
     }
     println!("failures:      {} since the last success", state.failures);
+    match state.locked_at(now()) {
+        Some(until) => println!(
+            "locked until:  {} (twofa-enroll unlock {} lifts it)",
+            utc(until),
+            account.name
+        ),
+        None => println!("locked:        no"),
+    }
     println!("last success:  {}", when(state.last_success_at));
     println!("last failure:  {}", when(state.last_failure_at));
     Ok(())
@@ -92,11 +108,7 @@ pub fn disable(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fai
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
     let store = FileStore::new(&config.storage_dir);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match store.disable_enrollment(&account, now)? {
+    match store.disable_enrollment(&account, now())? {
         Some(backup) => {
             println!(
                 "Disabled twofa for {}; the enrollment is kept at {} (root only).",
@@ -114,4 +126,25 @@ pub fn disable(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fai
             account.name
         ))),
     }
+}
+
+/// Runs `unlock`.
+pub fn unlock(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    let before = store.state(&account)?;
+    store.reset_failures(&account)?;
+    match before.locked_at(now()) {
+        Some(_) => println!(
+            "Unlocked {}: the lockout is lifted and failed attempts are forgotten.",
+            account.name
+        ),
+        None => println!(
+            "{} was not locked; {} failed attempt(s) forgotten.",
+            account.name, before.failures
+        ),
+    }
+    Ok(())
 }
