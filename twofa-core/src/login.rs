@@ -144,10 +144,17 @@ pub fn split_field(
         }
         (None, Unenrolled::Deny) => config.totp.params.digits,
     };
+    cut_code(field, digits)
+}
+
+/// Cuts the last `digits` bytes of `field` as the code; the rest is the password. A field
+/// shorter than that is all code (the password part is empty and will fail).
+pub fn cut_code(field: &[u8], digits: u32) -> Split {
     let cut = field.len().saturating_sub(digits as usize);
+    let (password, code) = field.split_at(cut);
     Split {
-        password: Zeroizing::new(field[..cut].to_vec()),
-        code: Some(Zeroizing::new(field[cut..].to_vec())),
+        password: Zeroizing::new(password.to_vec()),
+        code: Some(Zeroizing::new(code.to_vec())),
     }
 }
 

@@ -21,7 +21,8 @@ use crate::qr;
 pub struct Args {
     /// The account to enroll (a name of the passwd database).
     user: String,
-    /// Keep an existing base32 secret, read from FILE (`-`: the first line of standard input).
+    /// Keep an existing secret, read from FILE (`-`: the first line of standard input): base32,
+    /// or an otpauth://totp/ URI (its algorithm, digits and period are kept too).
     /// Never pass a secret in argv: other users see it in ps.
     #[arg(long, value_name = "FILE|-")]
     secret_file: Option<PathBuf>,
@@ -93,7 +94,8 @@ impl Input {
     }
 }
 
-fn read_secret(path: &Path, input: &mut Input) -> Result<Secret, Failure> {
+/// A secret to keep, and the parameters its URI carried (if it was a URI).
+fn read_secret(path: &Path, input: &mut Input) -> Result<(Secret, Option<Params>), Failure> {
     let text = if path == Path::new("-") {
         input.line()?
     } else {
@@ -104,14 +106,23 @@ fn read_secret(path: &Path, input: &mut Input) -> Result<Secret, Failure> {
         let first = Zeroizing::new(s.lines().next().unwrap_or("").to_string());
         first
     };
-    let secret = Secret::from_base32(text.trim()).map_err(|e| Failure::new(e.to_string()))?;
+    let text = text.trim();
+    let (secret, params) = if text.starts_with("otpauth://") {
+        let parsed = uri::parse_totp_uri(text).map_err(|e| Failure::new(e.to_string()))?;
+        (parsed.secret, Some(parsed.params))
+    } else {
+        (
+            Secret::from_base32(text).map_err(|e| Failure::new(e.to_string()))?,
+            None,
+        )
+    };
     if secret.bits() < RECOMMENDED_BITS {
         output::warn(&format!(
             "the secret has only {} bits; {RECOMMENDED_BITS} or more are recommended (enroll without --secret-file for a new one)",
             secret.bits()
         ));
     }
-    Ok(secret)
+    Ok((secret, params))
 }
 
 /// Asks for codes until one is right (three tries on a terminal, one otherwise); returns the
@@ -166,10 +177,22 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         Err(e) => return Err(Failure::new(e.to_string()).hint("add --force to replace it")),
     }
 
+    let mut input = Input {
+        stdin: std::io::stdin().lock(),
+    };
+    let (secret, uri_params) = match &args.secret_file {
+        Some(path) => {
+            let (s, p) = read_secret(path, &mut input)?;
+            (Some(s), p)
+        }
+        None => (None, None),
+    };
+    // Flags win over the URI's parameters, which win over the policy's defaults.
+    let base = uri_params.unwrap_or(config.totp.params);
     let params = Params {
-        algorithm: args.algorithm.unwrap_or(config.totp.params.algorithm),
-        digits: args.digits.unwrap_or(config.totp.params.digits),
-        period: args.period.unwrap_or(config.totp.params.period),
+        algorithm: args.algorithm.unwrap_or(base.algorithm),
+        digits: args.digits.unwrap_or(base.digits),
+        period: args.period.unwrap_or(base.period),
     };
     if !params.is_widely_supported() {
         output::warn(&format!(
@@ -177,11 +200,8 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
             params.algorithm, params.digits, params.period
         ));
     }
-    let mut input = Input {
-        stdin: std::io::stdin().lock(),
-    };
-    let secret = match &args.secret_file {
-        Some(path) => read_secret(path, &mut input)?,
+    let secret = match secret {
+        Some(s) => s,
         None => Secret::generate(params.algorithm.new_secret_bytes())?,
     };
     let uri = uri::totp_uri(&config.totp.issuer, &account.name, &secret, &params);
