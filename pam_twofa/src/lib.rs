@@ -17,7 +17,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pam::constants::{PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF};
+use pam::constants::{
+    PamFlag, PamResultCode, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO,
+};
 use pam::conv::Conv;
 use pam::items::{RHost, Service};
 use pam::module::{PamHandle, PamHooks};
@@ -51,8 +53,8 @@ struct TwoFa;
 pam::pam_hooks!(TwoFa);
 
 impl PamHooks for TwoFa {
-    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
-        guarded(pamh, |pamh| authenticate(pamh, &args))
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        guarded(pamh, |pamh| authenticate(pamh, &args, flags))
     }
 
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
@@ -111,7 +113,7 @@ fn service_name(pamh: &PamHandle) -> String {
     }
 }
 
-fn authenticate(pamh: &mut PamHandle, words: &[&CStr]) -> PamResultCode {
+fn authenticate(pamh: &mut PamHandle, words: &[&CStr], flags: PamFlag) -> PamResultCode {
     ffi::request_fail_delay(pamh, FAIL_DELAY_USEC);
     let service = service_name(pamh);
     let prefix = format!("pam_twofa({service}:auth)");
@@ -138,7 +140,7 @@ fn authenticate(pamh: &mut PamHandle, words: &[&CStr]) -> PamResultCode {
         }
         Mode::PubkeyDone => pubkey_done(pamh, &args, &prefix),
         Mode::Concat => concat(pamh, &args, &prefix),
-        Mode::Verify => verify(pamh, &args, &prefix),
+        Mode::Verify => verify(pamh, &args, &prefix, flags & PAM_SILENT != 0),
     }
 }
 
@@ -235,6 +237,8 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCod
 /// The PAM conversation, as `twofa_core::login` needs it.
 struct PamConversation<'a> {
     pamh: &'a PamHandle,
+    /// PAM_SILENT: hide advisory lines (not errors the user must see).
+    silent: bool,
 }
 
 impl Conversation for PamConversation<'_> {
@@ -258,9 +262,18 @@ impl Conversation for PamConversation<'_> {
             let _ = conv.send(PAM_ERROR_MSG, message);
         }
     }
+
+    fn show_info(&mut self, message: &str) {
+        if self.silent {
+            return;
+        }
+        if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
+            let _ = conv.send(PAM_TEXT_INFO, message);
+        }
+    }
 }
 
-fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCode {
+fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str, silent: bool) -> PamResultCode {
     // Taken (and removed) first, before any other decision, on every path.
     let password_failed = ffi::take_mark(pamh, MARK);
     let code = match take_kept_code(pamh) {
@@ -292,7 +305,7 @@ fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCod
         Err(e) => login::unavailable(&req, Reason::ConfigError, e.to_string()),
         Ok(config) => {
             let store = FileStore::new(&config.storage_dir);
-            let mut conv = PamConversation { pamh };
+            let mut conv = PamConversation { pamh, silent };
             login::authenticate(&config, &store, &identity::lookup, &mut conv, &req)
         }
     };

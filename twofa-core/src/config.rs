@@ -55,6 +55,8 @@ pub struct Config {
     pub unenrolled: Unenrolled,
     /// `[policy] max_failures`, `failure_window_seconds`, `lockout_seconds`.
     pub lockout: Lockout,
+    /// `[policy] recovery_codes`: how many single-use codes a new enrollment gets (0: none).
+    pub recovery_codes: usize,
     /// `[storage] dir`.
     pub storage_dir: PathBuf,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             },
             unenrolled: Unenrolled::Deny,
             lockout: Lockout::DEFAULT,
+            recovery_codes: 10,
             storage_dir: PathBuf::from(DEFAULT_STORAGE),
         }
     }
@@ -108,7 +111,6 @@ const LATER_POLICY_KEYS: &[&str] = &[
     "enrollment_max_age_days",
     "grace_until",
     "remember_host_seconds",
-    "recovery_codes",
     "on_store_error",
     "fail_delay_ms",
 ];
@@ -186,6 +188,9 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
         }
         if let Some(d) = policy.unsigned("lockout_seconds", 1, 7 * 86_400)? {
             config.lockout.duration = d;
+        }
+        if let Some(n) = policy.unsigned("recovery_codes", 0, 100)? {
+            config.recovery_codes = usize::try_from(n).unwrap_or(10);
         }
         for key in LATER_POLICY_KEYS {
             policy.not_supported_yet(key)?;

@@ -6,6 +6,7 @@
 //! over another user's file is refused rather than used.
 
 use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
+use crate::recovery::{from_hex, to_hex, CodeHash};
 use crate::secret::Secret;
 use crate::tomlfile::{Doc, FieldError, Fields};
 use zeroize::Zeroizing;
@@ -24,11 +25,24 @@ pub struct TotpFactor {
     pub enrolled_at: u64,
 }
 
+/// A set of single-use recovery codes, stored only as salted HMACs.
+#[derive(Debug, Clone)]
+pub struct RecoveryFactor {
+    /// Per-user HMAC key.
+    pub salt: Vec<u8>,
+    /// HMAC-SHA256 of each code; which ones are used is in the state file.
+    pub hashes: Vec<CodeHash>,
+    /// Unix time the set was issued.
+    pub issued_at: u64,
+}
+
 /// One second factor of a user.
 #[derive(Debug, Clone)]
 pub enum Factor {
     /// Time-based codes from an authenticator app.
     Totp(TotpFactor),
+    /// Single-use recovery codes.
+    Recovery(RecoveryFactor),
 }
 
 impl Factor {
@@ -36,6 +50,7 @@ impl Factor {
     pub fn kind(&self) -> &'static str {
         match self {
             Factor::Totp(_) => "totp",
+            Factor::Recovery(_) => "recovery",
         }
     }
 }
@@ -52,12 +67,24 @@ pub struct Enrollment {
 impl Enrollment {
     /// The first TOTP factor, if any.
     pub fn totp(&self) -> Option<&TotpFactor> {
-        self.factors
-            .iter()
-            .map(|f| match f {
-                Factor::Totp(t) => t,
-            })
-            .next()
+        self.factors.iter().find_map(|f| match f {
+            Factor::Totp(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The recovery codes, if any.
+    pub fn recovery(&self) -> Option<&RecoveryFactor> {
+        self.factors.iter().find_map(|f| match f {
+            Factor::Recovery(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// Replaces the recovery codes (or adds them).
+    pub fn set_recovery(&mut self, r: RecoveryFactor) {
+        self.factors.retain(|f| !matches!(f, Factor::Recovery(_)));
+        self.factors.push(Factor::Recovery(r));
     }
 
     /// Parses an enrollment file; `account` is the account it is read for.
@@ -111,6 +138,18 @@ impl Enrollment {
                         t.params.algorithm, t.params.digits, t.params.period, t.enrolled_at
                     ));
                 }
+                Factor::Recovery(r) => {
+                    out.push_str("\n[[factor]]\ntype = \"recovery\"\n");
+                    out.push_str(&format!(
+                        "salt = \"{}\"\nissued_at = {}\ncodes = [\n",
+                        to_hex(&r.salt),
+                        r.issued_at
+                    ));
+                    for h in &r.hashes {
+                        out.push_str(&format!("    \"{}\",\n", to_hex(h)));
+                    }
+                    out.push_str("]\n");
+                }
             }
         }
         out
@@ -130,13 +169,38 @@ fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {
     }
 }
 
+fn parse_recovery(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
+    let salt = f
+        .string("salt")?
+        .and_then(from_hex)
+        .filter(|s| s.len() >= 8)
+        .ok_or_else(|| f.error("salt", "missing, or not hex of at least 8 bytes"))?;
+    let issued_at = f.unsigned("issued_at", 0, u64::MAX >> 1)?.unwrap_or(0);
+    let mut hashes = Vec::new();
+    for h in f.strings("codes")?.unwrap_or_default() {
+        let bytes = from_hex(h)
+            .and_then(|b| CodeHash::try_from(b.as_slice()).ok())
+            .ok_or_else(|| f.error("codes", "each must be 64 hex characters (an HMAC-SHA256)"))?;
+        hashes.push(bytes);
+    }
+    if hashes.len() > 1000 {
+        return Err(f.error("codes", "more than 1000 codes"));
+    }
+    Ok(Factor::Recovery(RecoveryFactor {
+        salt,
+        hashes,
+        issued_at,
+    }))
+}
+
 fn parse_factor(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
     let kind = f
         .string("type")?
         .ok_or_else(|| f.error("type", "missing"))?;
     match kind {
         "totp" => {}
-        "hotp" | "recovery" | "email" | "pushover" | "script" => {
+        "recovery" => return parse_recovery(f),
+        "hotp" | "email" | "pushover" | "script" => {
             return Err(f.error(
                 "type",
                 format!("\"{kind}\" is not supported yet by this version of twofa"),
@@ -235,6 +299,7 @@ mod tests {
             ("version = 7\naccount = \"alice\"\n".to_string(), "version 7"),
             ("version = 1\naccount = \"alice\"\n".to_string(), "no factor"),
             ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"hotp\"\n".to_string(), "not supported yet"),
+            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"recovery\"\nsalt = \"00112233445566778899\"\ncodes = [\"abc\"]\n".to_string(), "64 hex"),
             ("version = 1\naccount = \"ali".to_string(), "not valid TOML"),
         ];
         for (text, want) in cases {

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod login;
 pub mod otp;
 pub mod policy;
+pub mod recovery;
 pub mod secret;
 pub mod securefile;
 pub mod state;

@@ -13,7 +13,8 @@ use crate::enrollment::Enrollment;
 use crate::identity::{Account, LookupError};
 use crate::otp;
 use crate::policy::{self, Plan, Who};
-use crate::store::{FailureOutcome, StepOutcome, Store};
+use crate::recovery;
+use crate::store::{FailureOutcome, RecoveryOutcome, StepOutcome, Store};
 
 /// The prompt for the code, the same for every user and every path.
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -30,6 +31,8 @@ pub trait Conversation {
     /// Shows a message the user must see (PAM_ERROR_MSG, even under PAM_SILENT: sudo always
     /// sets it). Best effort: an application that can't show it (vsftpd) is no reason to fail.
     fn show_error(&mut self, message: &str);
+    /// Shows an advisory line (PAM_TEXT_INFO); the application's PAM_SILENT hides it.
+    fn show_info(&mut self, message: &str);
 }
 
 /// What a locked user reads, only after the password was verified.
@@ -125,6 +128,15 @@ pub fn split_field(
     user: &str,
     field: &[u8],
 ) -> Split {
+    // A recovery code typed with its dashes ends the field the same way for everyone.
+    if recovery::formatted_suffix(field) {
+        let cut = field.len() - recovery::FORMATTED_LEN;
+        let (password, code) = field.split_at(cut);
+        return Split {
+            password: Zeroizing::new(password.to_vec()),
+            code: Some(Zeroizing::new(code.to_vec())),
+        };
+    }
     let enrollment = match lookup(user) {
         Ok(Some(account)) => Some(store.enrollment(&account)),
         _ => None,
@@ -200,12 +212,11 @@ pub fn authenticate(
             )
         }
     };
-    let totp = enrollment.as_ref().and_then(Enrollment::totp);
-    if totp.is_some() {
+    if enrollment.as_ref().and_then(Enrollment::totp).is_some() {
         event.factor = Some("totp");
     }
 
-    let who = match (&account, totp) {
+    let who = match (&account, &enrollment) {
         (None, _) => Who::Unknown,
         (Some(_), None) => Who::NotEnrolled,
         (Some(_), Some(_)) => Who::Enrolled,
@@ -217,41 +228,160 @@ pub fn authenticate(
             let answer = answer(req, conv);
             // Do the same work as a real check, so the time taken says nothing either; the
             // result is thrown away: nothing is spent or counted.
-            if let (Ok(Some(a)), Some(t)) = (&answer, totp) {
-                if let Some(code) = otp::normalize_code(a, t.params.digits) {
-                    let _ = otp::verify_totp(
-                        t.secret.bytes(),
-                        &t.params,
-                        &code,
-                        req.now,
-                        config.totp.window,
-                    );
-                }
+            if let (Ok(a), Some(e)) = (&answer, &enrollment) {
+                let _ = match_answer(
+                    e,
+                    a.as_deref().map(Vec::as_slice),
+                    req.now,
+                    config.totp.window,
+                );
             }
             decide(event, Outcome::Deny, reason, None)
         }
         Plan::AskAndVerify => {
-            let (Some(account), Some(totp)) = (account.as_ref(), totp) else {
+            let (Some(account), Some(enrollment)) = (account.as_ref(), enrollment.as_ref()) else {
                 return decide(
                     event,
                     Outcome::Error,
                     Reason::InternalError,
-                    Some("enrolled without a factor".into()),
+                    Some("no enrollment".into()),
                 );
             };
-            // A locked account is told so (the password was right) and not asked for a code.
-            match store.state(account) {
-                Ok(state) => {
-                    if let Some(until) = state.locked_at(req.now) {
-                        conv.show_error(&locked_message(until, req.now));
-                        return decide(
-                            event,
-                            Outcome::Deny,
-                            Reason::Locked,
-                            Some(format!("locked until {until}")),
+            verify(config, store, conv, req, event, account, enrollment)
+        }
+    }
+}
+
+/// What an answer matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matched {
+    /// A TOTP code of this step.
+    Totp(u64),
+    /// The recovery code with this index in the enrollment.
+    Recovery(usize),
+    /// Nothing; why.
+    Nothing(Reason),
+}
+
+/// Checks an answer against the user's factors: a TOTP code if it has the TOTP code's shape,
+/// else a recovery code if it has that shape. Pure: nothing is spent here.
+fn match_answer(e: &Enrollment, answer: Option<&[u8]>, now: u64, window: u64) -> Matched {
+    let Some(a) = answer.filter(|a| !a.is_empty()) else {
+        return Matched::Nothing(Reason::NoCode);
+    };
+    if let Some(t) = e.totp() {
+        if let Some(code) = otp::normalize_code(a, t.params.digits) {
+            return otp::verify_totp(t.secret.bytes(), &t.params, &code, now, window)
+                .map_or(Matched::Nothing(Reason::WrongCode), Matched::Totp);
+        }
+    }
+    if let (Some(r), Some(code)) = (e.recovery(), recovery::normalize(a)) {
+        return recovery::find(&r.salt, &r.hashes, &code)
+            .map_or(Matched::Nothing(Reason::WrongCode), Matched::Recovery);
+    }
+    Matched::Nothing(Reason::WrongCode)
+}
+
+/// How many of the user's recovery codes are still unused, per `state`.
+fn recovery_left(e: &Enrollment, used: &[String]) -> usize {
+    e.recovery().map_or(0, |r| {
+        r.hashes
+            .iter()
+            .filter(|h| !used.contains(&recovery::to_hex(h.as_slice())))
+            .count()
+    })
+}
+
+/// Fewest recovery codes left before the login says so.
+pub const FEW_RECOVERY_CODES: usize = 3;
+
+/// The check after a verified password: lock, answer, one atomic store operation.
+fn verify(
+    config: &Config,
+    store: &dyn Store,
+    conv: &mut dyn Conversation,
+    req: &Request<'_>,
+    mut event: Event,
+    account: &Account,
+    enrollment: &Enrollment,
+) -> Decision {
+    let locked = |conv: &mut dyn Conversation, event: Event, until: u64| {
+        conv.show_error(&locked_message(until, req.now));
+        decide(
+            event,
+            Outcome::Deny,
+            Reason::Locked,
+            Some(format!("locked until {until}")),
+        )
+    };
+    // A locked account is told so (the password was right) and not asked for a code.
+    let state = match store.state(account) {
+        Ok(s) => s,
+        Err(e) => {
+            return decide(
+                event,
+                Outcome::Error,
+                Reason::StateError,
+                Some(e.to_string()),
+            )
+        }
+    };
+    if let Some(until) = state.locked_at(req.now) {
+        return locked(conv, event, until);
+    }
+    let answer = match answer(req, conv) {
+        Ok(a) => a,
+        Err(ConversationError) => {
+            return decide(event, Outcome::Deny, Reason::ConversationFailed, None)
+        }
+    };
+    let matched = match_answer(
+        enrollment,
+        answer.as_deref().map(Vec::as_slice),
+        req.now,
+        config.totp.window,
+    );
+    let reason = match matched {
+        Matched::Totp(step) => match store.accept_step(account, step, req.now) {
+            Ok(StepOutcome::Accepted) => return decide(event, Outcome::Success, Reason::Ok, None),
+            Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
+            // Locked by a parallel login meanwhile: refused, not counted.
+            Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
+            Err(e) => {
+                return decide(
+                    event,
+                    Outcome::Error,
+                    Reason::StateError,
+                    Some(e.to_string()),
+                )
+            }
+        },
+        Matched::Recovery(index) => {
+            event.factor = Some("recovery");
+            let hex = enrollment
+                .recovery()
+                .and_then(|r| r.hashes.get(index))
+                .map(|h| recovery::to_hex(h.as_slice()))
+                .unwrap_or_default();
+            match store.consume_recovery(account, &hex, req.now) {
+                Ok(RecoveryOutcome::Consumed) => {
+                    let left = recovery_left(enrollment, &state.used_recovery).saturating_sub(1);
+                    let mut info = format!("Recovery code accepted; {left} left.");
+                    if left <= FEW_RECOVERY_CODES {
+                        info.push_str(
+                            " Ask your administrator for new ones (twofa-enroll recovery).",
                         );
                     }
+                    conv.show_info(&info);
+                    return decide(
+                        event,
+                        Outcome::Success,
+                        Reason::Ok,
+                        Some(format!("{left} recovery codes left")),
+                    );
                 }
+                Ok(RecoveryOutcome::AlreadyUsed) => Reason::ReplayedCode,
+                Ok(RecoveryOutcome::Locked(until)) => return locked(conv, event, until),
                 Err(e) => {
                     return decide(
                         event,
@@ -261,76 +391,22 @@ pub fn authenticate(
                     )
                 }
             }
-            let answer = match answer(req, conv) {
-                Ok(a) => a,
-                Err(ConversationError) => {
-                    return decide(event, Outcome::Deny, Reason::ConversationFailed, None)
-                }
-            };
-            let matched = match answer.as_deref().map(Vec::as_slice) {
-                None | Some([]) => Err(Reason::NoCode),
-                Some(a) => otp::normalize_code(a, totp.params.digits)
-                    .and_then(|code| {
-                        otp::verify_totp(
-                            totp.secret.bytes(),
-                            &totp.params,
-                            &code,
-                            req.now,
-                            config.totp.window,
-                        )
-                    })
-                    .ok_or(Reason::WrongCode),
-            };
-            let reason = match matched {
-                Ok(step) => match store.accept_step(account, step, req.now) {
-                    Ok(StepOutcome::Accepted) => {
-                        return decide(event, Outcome::Success, Reason::Ok, None)
-                    }
-                    Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
-                    // Locked by a parallel login meanwhile: refused, not counted.
-                    Ok(StepOutcome::Locked(until)) => {
-                        conv.show_error(&locked_message(until, req.now));
-                        return decide(
-                            event,
-                            Outcome::Deny,
-                            Reason::Locked,
-                            Some(format!("locked until {until}")),
-                        );
-                    }
-                    Err(e) => {
-                        return decide(
-                            event,
-                            Outcome::Error,
-                            Reason::StateError,
-                            Some(e.to_string()),
-                        )
-                    }
-                },
-                Err(reason) => reason,
-            };
-            // A failure is on disk before the module returns; if it can't be, still deny.
-            let detail = match store.record_failure(account, req.now, &config.lockout) {
-                Ok(FailureOutcome::Counted(n)) => {
-                    Some(format!("failure {n} of {}", config.lockout.max_failures))
-                }
-                Ok(FailureOutcome::Locked(until)) => {
-                    conv.show_error(&locked_message(until, req.now));
-                    Some(format!("too many failures; locked until {until}"))
-                }
-                Ok(FailureOutcome::AlreadyLocked(until)) => {
-                    conv.show_error(&locked_message(until, req.now));
-                    return decide(
-                        event,
-                        Outcome::Deny,
-                        Reason::Locked,
-                        Some(format!("locked until {until}")),
-                    );
-                }
-                Err(e) => Some(format!("failure not recorded: {e}")),
-            };
-            decide(event, Outcome::Deny, reason, detail)
         }
-    }
+        Matched::Nothing(reason) => reason,
+    };
+    // A failure is on disk before the module returns; if it can't be, still deny.
+    let detail = match store.record_failure(account, req.now, &config.lockout) {
+        Ok(FailureOutcome::Counted(n)) => {
+            Some(format!("failure {n} of {}", config.lockout.max_failures))
+        }
+        Ok(FailureOutcome::Locked(until)) => {
+            conv.show_error(&locked_message(until, req.now));
+            Some(format!("too many failures; locked until {until}"))
+        }
+        Ok(FailureOutcome::AlreadyLocked(until)) => return locked(conv, event, until),
+        Err(e) => Some(format!("failure not recorded: {e}")),
+    };
+    decide(event, Outcome::Deny, reason, detail)
 }
 
 #[cfg(test)]
@@ -399,6 +475,19 @@ mod tests {
                 .reset_failures();
             Ok(())
         }
+        fn consume_recovery(
+            &self,
+            a: &Account,
+            h: &str,
+            now: u64,
+        ) -> Result<RecoveryOutcome, StoreError> {
+            Ok(self
+                .state
+                .borrow_mut()
+                .entry(a.name.clone())
+                .or_default()
+                .consume_recovery(h, now))
+        }
     }
 
     struct Script {
@@ -430,6 +519,9 @@ mod tests {
         }
         fn show_error(&mut self, message: &str) {
             self.prompts.push(format!("error: {message}"));
+        }
+        fn show_info(&mut self, message: &str) {
+            self.prompts.push(format!("info: {message}"));
         }
     }
 
@@ -722,5 +814,83 @@ mod tests {
             locked_message(1000, 999),
             "Too many failed attempts; try again in 1 minute."
         );
+    }
+
+    fn with_recovery(s: &mut MemStore, n: usize) -> Result<Vec<String>, String> {
+        let set = crate::recovery::issue(n).map_err(|e| e.to_string())?;
+        let e = s.enrolled.get_mut("alice").ok_or("alice")?;
+        e.set_recovery(crate::enrollment::RecoveryFactor {
+            salt: set.salt,
+            hashes: set.hashes,
+            issued_at: 0,
+        });
+        Ok(set.codes.iter().map(|c| c.to_string()).collect())
+    }
+
+    fn login(s: &MemStore, answer: String, code: CodeSource) -> (Decision, Vec<String>) {
+        let mut conv = Script {
+            answers: vec![Box::leak(answer.into_boxed_str())],
+            prompts: vec![],
+        };
+        let req = Request {
+            user: "alice",
+            rhost: None,
+            password_failed: false,
+            now: NOW,
+            code,
+        };
+        let d = authenticate(&Config::default(), s, &lookup, &mut conv, &req);
+        (d, conv.prompts)
+    }
+
+    #[test]
+    fn a_recovery_code_logs_in_once_and_says_how_many_are_left() -> Result<(), String> {
+        let mut s = world()?;
+        let codes = with_recovery(&mut s, 5)?;
+        let (d, prompts) = login(
+            &s,
+            codes[2].to_uppercase().replace('-', " "),
+            CodeSource::Ask,
+        );
+        assert_eq!(
+            (d.outcome, d.event.factor),
+            (Outcome::Success, Some("recovery"))
+        );
+        assert_eq!(
+            prompts.last().map(String::as_str),
+            Some("info: Recovery code accepted; 4 left.")
+        );
+        let (d, _) = login(&s, codes[2].clone(), CodeSource::Ask);
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::ReplayedCode)
+        );
+        let (d, prompts) = login(&s, codes[0].clone(), CodeSource::Ask);
+        assert_eq!(d.outcome, Outcome::Success);
+        assert_eq!(
+            prompts.last().map(String::as_str),
+            Some("info: Recovery code accepted; 3 left. Ask your administrator for new ones (twofa-enroll recovery).")
+        );
+        let (d, _) = login(&s, "0000-0000-0000".into(), CodeSource::Ask);
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::WrongCode)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_recovery_code_works_in_one_field_too() -> Result<(), String> {
+        let mut s = world()?;
+        let codes = with_recovery(&mut s, 2)?;
+        let field = format!("hunter2{}", codes[1]);
+        let sp = split_field(&Config::default(), &s, &lookup, "alice", field.as_bytes());
+        assert_eq!(sp.password.as_slice(), b"hunter2");
+        let (d, _) = login(&s, String::new(), CodeSource::Field(sp.code));
+        assert_eq!(
+            (d.outcome, d.event.factor),
+            (Outcome::Success, Some("recovery"))
+        );
+        Ok(())
     }
 }

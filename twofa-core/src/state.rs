@@ -37,6 +37,17 @@ pub enum StepOutcome {
     Locked(u64),
 }
 
+/// What `consume_recovery` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    /// The code was unused and is now used; failures were reset.
+    Consumed,
+    /// The code was used before.
+    AlreadyUsed,
+    /// The account is locked until this Unix time: nothing was checked or changed.
+    Locked(u64),
+}
+
 /// What `record_failure` counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {
@@ -66,6 +77,8 @@ pub struct UserState {
     pub last_failure_at: Option<u64>,
     /// Unix time of the last success.
     pub last_success_at: Option<u64>,
+    /// Recovery codes used, by their stored hash (hex).
+    pub used_recovery: Vec<String>,
 }
 
 impl UserState {
@@ -85,7 +98,20 @@ impl UserState {
             locked_until: root.unsigned("locked_until", 0, max)?,
             last_failure_at: root.unsigned("last_failure_at", 0, max)?,
             last_success_at: root.unsigned("last_success_at", 0, max)?,
+            used_recovery: root
+                .strings("used_recovery")?
+                .unwrap_or_default()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
         };
+        if state
+            .used_recovery
+            .iter()
+            .any(|h| h.len() != 64 || crate::recovery::from_hex(h).is_none())
+        {
+            return Err(root.error("used_recovery", "each must be 64 hex characters"));
+        }
         root.finish()?;
         Ok(state)
     }
@@ -106,6 +132,13 @@ impl UserState {
             if let Some(v) = value {
                 out.push_str(&format!("{key} = {v}\n"));
             }
+        }
+        if !self.used_recovery.is_empty() {
+            out.push_str("used_recovery = [\n");
+            for h in &self.used_recovery {
+                out.push_str(&format!("    \"{h}\",\n"));
+            }
+            out.push_str("]\n");
         }
         out
     }
@@ -128,6 +161,26 @@ impl UserState {
         self.last_success_at = Some(now);
         self.reset_failures();
         StepOutcome::Accepted
+    }
+
+    /// Uses the recovery code whose stored hash is `hash_hex`, once: a success like a right
+    /// code (failures forgotten), refused while locked.
+    pub fn consume_recovery(&mut self, hash_hex: &str, now: u64) -> RecoveryOutcome {
+        if let Some(until) = self.locked_at(now) {
+            return RecoveryOutcome::Locked(until);
+        }
+        if self.used_recovery.iter().any(|h| h == hash_hex) {
+            return RecoveryOutcome::AlreadyUsed;
+        }
+        self.used_recovery.push(hash_hex.to_string());
+        self.last_success_at = Some(now);
+        self.reset_failures();
+        RecoveryOutcome::Consumed
+    }
+
+    /// Forgets which recovery codes were used (a new set was issued).
+    pub fn forget_recovery(&mut self) {
+        self.used_recovery.clear();
     }
 
     /// Counts a failed attempt: failures add up within `lockout.window` from the first one,
@@ -186,6 +239,7 @@ mod tests {
             locked_until: None,
             last_failure_at: Some(1_700_000_100),
             last_success_at: None,
+            used_recovery: vec!["ab".repeat(32)],
         };
         assert_eq!(UserState::parse(&s.to_toml())?, s);
         Ok(())
@@ -229,6 +283,22 @@ mod tests {
         s.record_failure(1001, &L);
         assert_eq!(s.accept_step(5, 1002), StepOutcome::Accepted);
         assert_eq!(s.record_failure(1003, &L), FailureOutcome::Counted(1));
+    }
+
+    #[test]
+    fn a_recovery_code_is_used_once_and_not_while_locked() {
+        let mut s = UserState::default();
+        let h = "cd".repeat(32);
+        assert_eq!(s.consume_recovery(&h, 10), RecoveryOutcome::Consumed);
+        assert_eq!(s.consume_recovery(&h, 11), RecoveryOutcome::AlreadyUsed);
+        for t in 0..3 {
+            s.record_failure(20 + t, &L);
+        }
+        assert_eq!(
+            s.consume_recovery(&"ef".repeat(32), 30),
+            RecoveryOutcome::Locked(72)
+        );
+        assert_eq!(s.used_recovery.len(), 1);
     }
 
     #[test]

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
+use crate::recovery::to_hex;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
 use crate::state::UserState;
-pub use crate::state::{FailureOutcome, Lockout, StepOutcome};
+pub use crate::state::{FailureOutcome, Lockout, RecoveryOutcome, StepOutcome};
 use crate::tomlfile::FieldError;
 
 /// Why the store could not answer.
@@ -74,6 +75,14 @@ pub trait Store {
         step: u64,
         now: u64,
     ) -> Result<StepOutcome, StoreError>;
+    /// Uses the recovery code with stored hash `hash_hex` once
+    /// ([`UserState::consume_recovery`]).
+    fn consume_recovery(
+        &self,
+        account: &Account,
+        hash_hex: &str,
+        now: u64,
+    ) -> Result<RecoveryOutcome, StoreError>;
     /// Counts one failed attempt under `lockout` ([`UserState::record_failure`]).
     fn record_failure(
         &self,
@@ -148,8 +157,17 @@ impl FileStore {
         change: impl FnOnce(&mut UserState) -> T,
     ) -> Result<T, StoreError> {
         let lock_dir = self.sub_created(LOCK)?;
-        let state_dir = self.sub_created(STATE)?;
         let _lock = lock_dir.lock(&account.file_stem(), LOCK_DEADLINE)?;
+        self.update_state_locked(account, change)
+    }
+
+    /// `update_state` for a caller that already holds the account's lock.
+    fn update_state_locked<T>(
+        &self,
+        account: &Account,
+        change: impl FnOnce(&mut UserState) -> T,
+    ) -> Result<T, StoreError> {
+        let state_dir = self.sub_created(STATE)?;
         let mut state = self.read_state(&state_dir, account)?;
         let before = state.clone();
         let out = change(&mut state);
@@ -189,6 +207,12 @@ impl Store for FileStore {
             return Err(StoreError::AlreadyEnrolled(account.name.clone()));
         }
         users.write_atomic(&name, e.to_toml().as_bytes())?;
+        // Used-code records of a replaced recovery set mean nothing any more.
+        let kept: Vec<String> = e
+            .recovery()
+            .map(|r| r.hashes.iter().map(|h| to_hex(h)).collect())
+            .unwrap_or_default();
+        self.update_state_locked(account, |s| s.used_recovery.retain(|h| kept.contains(h)))?;
         Ok(())
     }
 
@@ -241,6 +265,15 @@ impl Store for FileStore {
 
     fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
         self.update_state(account, UserState::reset_failures)
+    }
+
+    fn consume_recovery(
+        &self,
+        account: &Account,
+        hash_hex: &str,
+        now: u64,
+    ) -> Result<RecoveryOutcome, StoreError> {
+        self.update_state(account, |s| s.consume_recovery(hash_hex, now))
     }
 }
 

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::config::{self, Config};
-use twofa_core::enrollment::{Enrollment, Factor, TotpFactor};
+use twofa_core::enrollment::{Enrollment, Factor, RecoveryFactor, TotpFactor};
 use twofa_core::identity::{self, Account};
 use twofa_core::otp::{self, Algorithm, Params};
+use twofa_core::recovery;
 use twofa_core::secret::{Secret, RECOMMENDED_BITS};
 use twofa_core::store::{FileStore, Store, StoreError};
 use twofa_core::uri;
@@ -233,7 +234,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     };
 
     let enrolled_at = now();
-    let enrollment = Enrollment {
+    let mut enrollment = Enrollment {
         account: account.name.clone(),
         factors: vec![Factor::Totp(TotpFactor {
             secret: secret.clone(),
@@ -241,6 +242,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
             enrolled_at,
         })],
     };
+    let codes = issue_recovery(&mut enrollment, config.recovery_codes, enrolled_at)?;
     store
         .put_enrollment(&account, &enrollment, args.force)
         .map_err(|e| match e {
@@ -268,6 +270,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
             "period": params.period,
             "enrolled_at": enrolled_at,
             "verified": confirmed_step.is_some(),
+            "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         });
         println!("{out}");
     } else {
@@ -275,6 +278,82 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
             "Enrolled {}: TOTP ({}, {} digits, {} s). From now on a verification code is asked at login.",
             account.name, params.algorithm, params.digits, params.period
         );
+        print_recovery(&account.name, &codes);
+    }
+    Ok(())
+}
+
+/// Adds `count` fresh recovery codes to `enrollment` and returns them (shown once).
+pub fn issue_recovery(
+    enrollment: &mut Enrollment,
+    count: usize,
+    now: u64,
+) -> Result<Vec<Zeroizing<String>>, Failure> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let set = recovery::issue(count)?;
+    enrollment.set_recovery(RecoveryFactor {
+        salt: set.salt,
+        hashes: set.hashes,
+        issued_at: now,
+    });
+    Ok(set.codes)
+}
+
+/// Prints recovery codes once, with what they are for.
+pub fn print_recovery(account: &str, codes: &[Zeroizing<String>]) {
+    if codes.is_empty() {
+        return;
+    }
+    println!();
+    println!("Recovery codes for {account}: each works once in place of a verification code.");
+    println!("Keep them somewhere safe (not on the phone); they are not shown again.");
+    for pair in codes.chunks(2) {
+        let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
+        println!("    {}", line.join("    "));
+    }
+}
+
+/// Arguments of `recovery`.
+#[derive(Debug, clap::Args)]
+pub struct RecoveryArgs {
+    /// The account to give a new set of recovery codes.
+    user: String,
+    /// Print the codes as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `recovery`: a new set of codes; the old set stops working.
+pub fn recovery_cmd(config_path: Option<&Path>, args: &RecoveryArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    let Some(mut enrollment) = store.enrollment(&account)? else {
+        return Err(Failure::new(format!("{} is not enrolled", account.name))
+            .hint(format!("enroll first: twofa-enroll {}", account.name)));
+    };
+    let count = if config.recovery_codes == 0 {
+        10
+    } else {
+        config.recovery_codes
+    };
+    let codes = issue_recovery(&mut enrollment, count, now())?;
+    store.put_enrollment(&account, &enrollment, true)?;
+    if args.json {
+        let out = serde_json::json!({
+            "account": account.name,
+            "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "New recovery codes for {}; the old ones no longer work.",
+            account.name
+        );
+        print_recovery(&account.name, &codes);
     }
     Ok(())
 }

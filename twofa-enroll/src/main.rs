@@ -24,6 +24,7 @@ Examples:
   twofa-enroll status alice               is alice enrolled? failures? last login?
   twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
   twofa-enroll unlock alice               lift a lockout after too many wrong codes
+  twofa-enroll recovery alice             new recovery codes for alice (the old ones stop working)
   twofa-enroll check-config               check /etc/twofa/twofa.toml
 
 Exit status: 0 done, 1 error (nothing was changed), 2 bad usage.";
@@ -50,22 +51,18 @@ enum Command {
     Disable(status::DisableArgs),
     /// Clear USER's failed attempts and lift a lockout.
     Unlock(status::DisableArgs),
+    /// Give USER a new set of single-use recovery codes (the old set stops working).
+    Recovery(enroll::RecoveryArgs),
     /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
     CheckConfig(check::Args),
 }
 
-const COMMANDS: &[&str] = &[
-    "enroll",
-    "status",
-    "disable",
-    "unlock",
-    "check-config",
-    "help",
-];
-
 /// `twofa-enroll USER` means `twofa-enroll enroll USER`: insert the word before the first
 /// argument that is neither an option nor a command.
 fn with_default_command(mut argv: Vec<String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let is_command = |word: &str| word == "help" || cli.find_subcommand(word).is_some();
     let mut i = 1;
     while i < argv.len() {
         let a = &argv[i];
@@ -77,7 +74,7 @@ fn with_default_command(mut argv: Vec<String>) -> Vec<String> {
             i += 1;
             continue;
         }
-        if !COMMANDS.contains(&a.as_str()) {
+        if !is_command(a) {
             argv.insert(i, "enroll".to_string());
         }
         break;
@@ -93,6 +90,7 @@ fn main() -> ExitCode {
         Command::Status(a) => status::status(config, a),
         Command::Disable(a) => status::disable(config, a),
         Command::Unlock(a) => status::unlock(config, a),
+        Command::Recovery(a) => enroll::recovery_cmd(config, a),
         Command::CheckConfig(a) => check::run(config, a),
     };
     match result {

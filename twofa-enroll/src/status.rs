@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::enrollment::Factor;
+use twofa_core::recovery::to_hex;
 use twofa_core::store::{FileStore, Store};
 
 use crate::enroll::{account, load_config};
@@ -57,6 +58,12 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
                     "period": t.params.period,
                     "enrolled_at": t.enrolled_at,
                 }),
+                Factor::Recovery(r) => serde_json::json!({
+                    "type": "recovery",
+                    "issued_at": r.issued_at,
+                    "codes": r.hashes.len(),
+                    "left": r.hashes.iter().filter(|h| !state.used_recovery.contains(&to_hex(h.as_slice()))).count(),
+                }),
             })
             .collect();
         let out = serde_json::json!({
@@ -84,6 +91,18 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
                         t.params.period,
                         utc(t.enrolled_at)
                     ),
+                    Factor::Recovery(r) => {
+                        let left = r
+                            .hashes
+                            .iter()
+                            .filter(|h| !state.used_recovery.contains(&to_hex(h.as_slice())))
+                            .count();
+                        println!(
+                            "recovery:      {left} of {} codes left (issued {})",
+                            r.hashes.len(),
+                            utc(r.issued_at)
+                        );
+                    }
                 }
             }
         }
