@@ -57,6 +57,8 @@ pub struct Config {
     pub lockout: Lockout,
     /// `[policy] recovery_codes`: how many single-use codes a new enrollment gets (0: none).
     pub recovery_codes: usize,
+    /// `[hotp] look_ahead`: how many counters past the expected one a code may be.
+    pub hotp_look_ahead: u64,
     /// `[storage] dir`.
     pub storage_dir: PathBuf,
 }
@@ -73,6 +75,7 @@ impl Default for Config {
             unenrolled: Unenrolled::Deny,
             lockout: Lockout::DEFAULT,
             recovery_codes: 10,
+            hotp_look_ahead: 10,
             storage_dir: PathBuf::from(DEFAULT_STORAGE),
         }
     }
@@ -114,7 +117,9 @@ const LATER_POLICY_KEYS: &[&str] = &[
     "on_store_error",
     "fail_delay_ms",
 ];
-const LATER_TABLES: &[&str] = &["hotp", "recovery", "delivery", "store", "fleet"];
+const LATER_TABLES: &[&str] = &["recovery", "delivery", "store", "fleet"];
+/// Largest HOTP look-ahead: every counter more is another code an attacker may guess.
+pub const MAX_LOOK_AHEAD: u64 = 100;
 
 /// Loads the policy: `explicit` must exist; without it, a missing default file means defaults.
 pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
@@ -196,6 +201,12 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
             policy.not_supported_yet(key)?;
         }
         policy.finish()?;
+    }
+    if let Some(mut hotp) = root.table("hotp")? {
+        if let Some(n) = hotp.unsigned("look_ahead", 0, MAX_LOOK_AHEAD)? {
+            config.hotp_look_ahead = n;
+        }
+        hotp.finish()?;
     }
     if let Some(mut storage) = root.table("storage")? {
         if let Some(dir) = storage.string("dir")? {

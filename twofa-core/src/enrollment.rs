@@ -25,6 +25,19 @@ pub struct TotpFactor {
     pub enrolled_at: u64,
 }
 
+/// An HOTP factor (RFC 4226), e.g. a hardware token; its next counter lives in the state.
+#[derive(Debug, Clone)]
+pub struct HotpFactor {
+    /// The shared key.
+    pub secret: Secret,
+    /// Hash and digits (`period` is unused).
+    pub params: Params,
+    /// The counter the token started at, at enrollment.
+    pub counter: u64,
+    /// Unix time of enrollment.
+    pub enrolled_at: u64,
+}
+
 /// A set of single-use recovery codes, stored only as salted HMACs.
 #[derive(Debug, Clone)]
 pub struct RecoveryFactor {
@@ -41,6 +54,8 @@ pub struct RecoveryFactor {
 pub enum Factor {
     /// Time-based codes from an authenticator app.
     Totp(TotpFactor),
+    /// Counter-based codes from a token.
+    Hotp(HotpFactor),
     /// Single-use recovery codes.
     Recovery(RecoveryFactor),
 }
@@ -50,6 +65,7 @@ impl Factor {
     pub fn kind(&self) -> &'static str {
         match self {
             Factor::Totp(_) => "totp",
+            Factor::Hotp(_) => "hotp",
             Factor::Recovery(_) => "recovery",
         }
     }
@@ -69,6 +85,14 @@ impl Enrollment {
     pub fn totp(&self) -> Option<&TotpFactor> {
         self.factors.iter().find_map(|f| match f {
             Factor::Totp(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// The first HOTP factor, if any.
+    pub fn hotp(&self) -> Option<&HotpFactor> {
+        self.factors.iter().find_map(|f| match f {
+            Factor::Hotp(h) => Some(h),
             _ => None,
         })
     }
@@ -138,6 +162,14 @@ impl Enrollment {
                         t.params.algorithm, t.params.digits, t.params.period, t.enrolled_at
                     ));
                 }
+                Factor::Hotp(h) => {
+                    out.push_str("\n[[factor]]\ntype = \"hotp\"\n");
+                    out.push_str(&format!("secret = \"{}\"\n", h.secret.to_base32().as_str()));
+                    out.push_str(&format!(
+                        "algorithm = \"{}\"\ndigits = {}\ncounter = {}\nenrolled_at = {}\n",
+                        h.params.algorithm, h.params.digits, h.counter, h.enrolled_at
+                    ));
+                }
                 Factor::Recovery(r) => {
                     out.push_str("\n[[factor]]\ntype = \"recovery\"\n");
                     out.push_str(&format!(
@@ -198,9 +230,9 @@ fn parse_factor(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
         .string("type")?
         .ok_or_else(|| f.error("type", "missing"))?;
     match kind {
-        "totp" => {}
+        "totp" | "hotp" => {}
         "recovery" => return parse_recovery(f),
-        "hotp" | "email" | "pushover" | "script" => {
+        "email" | "pushover" | "script" => {
             return Err(f.error(
                 "type",
                 format!("\"{kind}\" is not supported yet by this version of twofa"),
@@ -220,10 +252,25 @@ fn parse_factor(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
     let digits = f
         .unsigned("digits", u64::from(MIN_DIGITS), u64::from(MAX_DIGITS))?
         .ok_or_else(|| f.error("digits", "missing"))?;
+    let enrolled_at = f.unsigned("enrolled_at", 0, u64::MAX >> 1)?.unwrap_or(0);
+    if kind == "hotp" {
+        let counter = f
+            .unsigned("counter", 0, u64::MAX >> 1)?
+            .ok_or_else(|| f.error("counter", "missing"))?;
+        return Ok(Factor::Hotp(HotpFactor {
+            secret,
+            params: Params {
+                algorithm,
+                digits: u32::try_from(digits).unwrap_or(MIN_DIGITS),
+                period: Params::DEFAULT.period,
+            },
+            counter,
+            enrolled_at,
+        }));
+    }
     let period = f
         .unsigned("period", 1, 3600)?
         .ok_or_else(|| f.error("period", "missing"))?;
-    let enrolled_at = f.unsigned("enrolled_at", 0, u64::MAX >> 1)?.unwrap_or(0);
     Ok(Factor::Totp(TotpFactor {
         secret,
         params: Params {
@@ -275,6 +322,26 @@ mod tests {
     }
 
     #[test]
+    fn hotp_factors_round_trip_with_their_counter() -> Result<(), String> {
+        let secret =
+            Secret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").map_err(|e| e.to_string())?;
+        let e = Enrollment {
+            account: "bob".into(),
+            factors: vec![Factor::Hotp(HotpFactor {
+                secret,
+                params: Params::DEFAULT,
+                counter: 42,
+                enrolled_at: 7,
+            })],
+        };
+        let back = Enrollment::parse(&e.to_toml(), "bob").map_err(|e| e.to_string())?;
+        let h = back.hotp().ok_or("no hotp")?;
+        assert_eq!((h.counter, h.params.digits, h.enrolled_at), (42, 6, 7));
+        assert!(back.totp().is_none());
+        Ok(())
+    }
+
+    #[test]
     fn an_enrollment_copied_to_another_account_is_refused() -> Result<(), String> {
         let text = sample()?.to_toml();
         let err = Enrollment::parse(&text, "mallory")
@@ -298,7 +365,8 @@ mod tests {
             (format!("{base}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 0\n"), "from 1 to 3600"),
             ("version = 7\naccount = \"alice\"\n".to_string(), "version 7"),
             ("version = 1\naccount = \"alice\"\n".to_string(), "no factor"),
-            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"hotp\"\n".to_string(), "not supported yet"),
+            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"email\"\n".to_string(), "not supported yet"),
+            (format!("{}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"SHA1\"\ndigits = 6\n", base.replace("totp", "hotp")), "key `factor.counter`: missing"),
             ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"recovery\"\nsalt = \"00112233445566778899\"\ncodes = [\"abc\"]\n".to_string(), "64 hex"),
             ("version = 1\naccount = \"ali".to_string(), "not valid TOML"),
         ];

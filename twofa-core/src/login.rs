@@ -212,9 +212,15 @@ pub fn authenticate(
             )
         }
     };
-    if enrollment.as_ref().and_then(Enrollment::totp).is_some() {
-        event.factor = Some("totp");
-    }
+    event.factor = enrollment.as_ref().and_then(|e| {
+        if e.totp().is_some() {
+            Some("totp")
+        } else if e.hotp().is_some() {
+            Some("hotp")
+        } else {
+            None
+        }
+    });
 
     let who = match (&account, &enrollment) {
         (None, _) => Who::Unknown,
@@ -229,12 +235,8 @@ pub fn authenticate(
             // Do the same work as a real check, so the time taken says nothing either; the
             // result is thrown away: nothing is spent or counted.
             if let (Ok(a), Some(e)) = (&answer, &enrollment) {
-                let _ = match_answer(
-                    e,
-                    a.as_deref().map(Vec::as_slice),
-                    req.now,
-                    config.totp.window,
-                );
+                let from = e.hotp().map_or(0, |h| h.counter);
+                let _ = match_answer(config, e, a.as_deref().map(Vec::as_slice), req.now, from);
             }
             decide(event, Outcome::Deny, reason, None)
         }
@@ -257,23 +259,53 @@ pub fn authenticate(
 enum Matched {
     /// A TOTP code of this step.
     Totp(u64),
+    /// An HOTP code of this counter.
+    Hotp(u64),
     /// The recovery code with this index in the enrollment.
     Recovery(usize),
     /// Nothing; why.
     Nothing(Reason),
 }
 
-/// Checks an answer against the user's factors: a TOTP code if it has the TOTP code's shape,
-/// else a recovery code if it has that shape. Pure: nothing is spent here.
-fn match_answer(e: &Enrollment, answer: Option<&[u8]>, now: u64, window: u64) -> Matched {
+/// Checks an answer against the user's factors: a TOTP or HOTP code if it has that shape
+/// (TOTP first), else a recovery code if it has that shape. `hotp_from` is the next HOTP
+/// counter. Pure: nothing is spent here.
+fn match_answer(
+    config: &Config,
+    e: &Enrollment,
+    answer: Option<&[u8]>,
+    now: u64,
+    hotp_from: u64,
+) -> Matched {
     let Some(a) = answer.filter(|a| !a.is_empty()) else {
         return Matched::Nothing(Reason::NoCode);
     };
+    let mut looked_like_a_code = false;
     if let Some(t) = e.totp() {
         if let Some(code) = otp::normalize_code(a, t.params.digits) {
-            return otp::verify_totp(t.secret.bytes(), &t.params, &code, now, window)
-                .map_or(Matched::Nothing(Reason::WrongCode), Matched::Totp);
+            looked_like_a_code = true;
+            if let Some(step) =
+                otp::verify_totp(t.secret.bytes(), &t.params, &code, now, config.totp.window)
+            {
+                return Matched::Totp(step);
+            }
         }
+    }
+    if let Some(h) = e.hotp() {
+        if let Some(code) = otp::normalize_code(a, h.params.digits) {
+            looked_like_a_code = true;
+            // Also look as far behind: a press already used is then reported as a replay
+            // (the store refuses it) rather than as a wrong code.
+            let look = config.hotp_look_ahead;
+            let start = hotp_from.saturating_sub(look.max(1));
+            let span = hotp_from - start + look;
+            if let Some(c) = otp::verify_hotp(h.secret.bytes(), &h.params, &code, start, span) {
+                return Matched::Hotp(c);
+            }
+        }
+    }
+    if looked_like_a_code {
+        return Matched::Nothing(Reason::WrongCode);
     }
     if let (Some(r), Some(code)) = (e.recovery(), recovery::normalize(a)) {
         return recovery::find(&r.salt, &r.hashes, &code)
@@ -335,11 +367,13 @@ fn verify(
             return decide(event, Outcome::Deny, Reason::ConversationFailed, None)
         }
     };
+    let hotp_from = state.hotp_from(enrollment.hotp().map_or(0, |h| h.counter));
     let matched = match_answer(
+        config,
         enrollment,
         answer.as_deref().map(Vec::as_slice),
         req.now,
-        config.totp.window,
+        hotp_from,
     );
     let reason = match matched {
         Matched::Totp(step) => match store.accept_step(account, step, req.now) {
@@ -356,6 +390,25 @@ fn verify(
                 )
             }
         },
+        Matched::Hotp(counter) => {
+            event.factor = Some("hotp");
+            let start = enrollment.hotp().map_or(0, |h| h.counter);
+            match store.accept_hotp(account, counter, start, req.now) {
+                Ok(StepOutcome::Accepted) => {
+                    return decide(event, Outcome::Success, Reason::Ok, None)
+                }
+                Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
+                Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
+                Err(e) => {
+                    return decide(
+                        event,
+                        Outcome::Error,
+                        Reason::StateError,
+                        Some(e.to_string()),
+                    )
+                }
+            }
+        }
         Matched::Recovery(index) => {
             event.factor = Some("recovery");
             let hex = enrollment
@@ -487,6 +540,20 @@ mod tests {
                 .entry(a.name.clone())
                 .or_default()
                 .consume_recovery(h, now))
+        }
+        fn accept_hotp(
+            &self,
+            a: &Account,
+            c: u64,
+            start: u64,
+            now: u64,
+        ) -> Result<StepOutcome, StoreError> {
+            Ok(self
+                .state
+                .borrow_mut()
+                .entry(a.name.clone())
+                .or_default()
+                .accept_hotp(c, start, now))
         }
     }
 
@@ -891,6 +958,49 @@ mod tests {
             (d.outcome, d.event.factor),
             (Outcome::Success, Some("recovery"))
         );
+        Ok(())
+    }
+
+    #[test]
+    fn an_hotp_token_logs_in_with_look_ahead_and_each_press_works_once() -> Result<(), String> {
+        let mut s = MemStore::default();
+        let secret = Secret::from_base32(SECRET).map_err(|e| e.to_string())?;
+        s.enrolled.insert(
+            "bob".into(),
+            Enrollment {
+                account: "bob".into(),
+                factors: vec![Factor::Hotp(crate::enrollment::HotpFactor {
+                    secret,
+                    params: Params::DEFAULT,
+                    counter: 0,
+                    enrolled_at: 0,
+                })],
+            },
+        );
+        let c = Config::default();
+        let go = |answer: &'static str| {
+            let mut conv = Script {
+                answers: vec![answer],
+                prompts: vec![],
+            };
+            let req = Request {
+                user: "bob",
+                rhost: None,
+                password_failed: false,
+                now: NOW,
+                code: CodeSource::Ask,
+            };
+            authenticate(&c, &s, &lookup, &mut conv, &req)
+        };
+        // RFC 4226: counter 3 = 969429, 2 = 359152, 4 = 338314, 15 would be beyond look-ahead.
+        let d = go("969429");
+        assert_eq!(
+            (d.outcome, d.event.factor),
+            (Outcome::Success, Some("hotp"))
+        );
+        assert_eq!(go("969429").event.reason, Reason::ReplayedCode);
+        assert_eq!(go("359152").outcome, Outcome::Deny); // an older press
+        assert_eq!(go("338314").outcome, Outcome::Success);
         Ok(())
     }
 }

@@ -160,6 +160,53 @@ pub fn verify_totp(key: &[u8], params: &Params, code: &[u8], now: u64, window: u
     matched
 }
 
+/// Checks a normalized code against HOTP counters `next..=next + look_ahead` (all of them, in
+/// constant time each) and returns the lowest matching counter. The caller moves the user's
+/// counter past it atomically; a counter below the user's next one is a replay.
+pub fn verify_hotp(
+    key: &[u8],
+    params: &Params,
+    code: &[u8],
+    next: u64,
+    look_ahead: u64,
+) -> Option<u64> {
+    let mut matched = None;
+    for counter in (next..=next.saturating_add(look_ahead)).rev() {
+        if let Some(v) = hotp(key, counter, params.algorithm, params.digits) {
+            if bool::from(format_code(v, params.digits).as_bytes().ct_eq(code)) {
+                matched = Some(counter);
+            }
+        }
+    }
+    matched
+}
+
+/// Finds the counter `c` within `next..=next + search` where `first` is the code of `c` and
+/// `second` the code of `c + 1`: a token that drifted far ahead, brought back in step.
+pub fn resync_hotp(
+    key: &[u8],
+    params: &Params,
+    first: &[u8],
+    second: &[u8],
+    next: u64,
+    search: u64,
+) -> Option<u64> {
+    let end = next.saturating_add(search);
+    let code =
+        |c| hotp(key, c, params.algorithm, params.digits).map(|v| format_code(v, params.digits));
+    let mut previous = code(next)?;
+    for c in next..end {
+        let following = code(c + 1)?;
+        if bool::from(previous.as_bytes().ct_eq(first))
+            && bool::from(following.as_bytes().ct_eq(second))
+        {
+            return Some(c);
+        }
+        previous = following;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +295,36 @@ mod tests {
         assert_eq!(at(37037039), None);
         let none = code(37037036).and_then(|c| verify_totp(SEED1, &p, &c, now, 0));
         assert_eq!(none, None);
+    }
+
+    #[test]
+    fn hotp_verification_looks_ahead_and_reports_the_counter() {
+        let p = Params {
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        };
+        // RFC 4226 counter 5 is 254676.
+        assert_eq!(verify_hotp(SEED1, &p, b"254676", 0, 10), Some(5));
+        assert_eq!(verify_hotp(SEED1, &p, b"254676", 0, 4), None);
+        assert_eq!(verify_hotp(SEED1, &p, b"254676", 6, 10), None);
+        assert_eq!(verify_hotp(SEED1, &p, b"755224", 0, 0), Some(0));
+    }
+
+    #[test]
+    fn two_consecutive_codes_resync_a_token() {
+        let p = Params {
+            algorithm: Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        };
+        // RFC 4226 counters 7 and 8: 162583, 399871.
+        assert_eq!(
+            resync_hotp(SEED1, &p, b"162583", b"399871", 0, 100),
+            Some(7)
+        );
+        assert_eq!(resync_hotp(SEED1, &p, b"399871", b"162583", 0, 100), None);
+        assert_eq!(resync_hotp(SEED1, &p, b"162583", b"399871", 8, 100), None);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub const VERSION: i64 = 1;
 pub struct UserState {
     /// Highest TOTP step ever accepted: a step at or below it is a replay.
     pub totp_last_step: Option<u64>,
+    /// The next HOTP counter that may be accepted: a lower one is a replay.
+    pub hotp_next: Option<u64>,
     /// Failed code attempts within the current window, since the last success.
     pub failures: u32,
     /// Unix time of the first failure of the current window.
@@ -90,6 +92,7 @@ impl UserState {
         let max = u64::MAX >> 1;
         let state = UserState {
             totp_last_step: root.unsigned("totp_last_step", 0, max)?,
+            hotp_next: root.unsigned("hotp_next", 0, max)?,
             failures: root
                 .unsigned("failures", 0, u64::from(u32::MAX))?
                 .and_then(|n| u32::try_from(n).ok())
@@ -124,6 +127,7 @@ impl UserState {
         );
         for (key, value) in [
             ("totp_last_step", self.totp_last_step),
+            ("hotp_next", self.hotp_next),
             ("first_failure_at", self.first_failure_at),
             ("locked_until", self.locked_until),
             ("last_failure_at", self.last_failure_at),
@@ -158,6 +162,26 @@ impl UserState {
             return StepOutcome::Replayed;
         }
         self.totp_last_step = Some(step);
+        self.last_success_at = Some(now);
+        self.reset_failures();
+        StepOutcome::Accepted
+    }
+
+    /// The next HOTP counter to look from: the state's, or the enrollment's start.
+    pub fn hotp_from(&self, enrolled_counter: u64) -> u64 {
+        self.hotp_next.unwrap_or(0).max(enrolled_counter)
+    }
+
+    /// Accepts HOTP counter `counter` only if the account is not locked and the counter was
+    /// not reached before; the next counter becomes `counter + 1`. A success like a right code.
+    pub fn accept_hotp(&mut self, counter: u64, enrolled_counter: u64, now: u64) -> StepOutcome {
+        if let Some(until) = self.locked_at(now) {
+            return StepOutcome::Locked(until);
+        }
+        if counter < self.hotp_from(enrolled_counter) {
+            return StepOutcome::Replayed;
+        }
+        self.hotp_next = Some(counter.saturating_add(1));
         self.last_success_at = Some(now);
         self.reset_failures();
         StepOutcome::Accepted
@@ -234,6 +258,7 @@ mod tests {
     fn state_round_trips() -> Result<(), FieldError> {
         let s = UserState {
             totp_last_step: Some(58_000_000),
+            hotp_next: Some(12),
             failures: 3,
             first_failure_at: Some(1_700_000_000),
             locked_until: None,
@@ -299,6 +324,16 @@ mod tests {
             RecoveryOutcome::Locked(72)
         );
         assert_eq!(s.used_recovery.len(), 1);
+    }
+
+    #[test]
+    fn an_hotp_counter_is_accepted_once_and_never_below_the_start() {
+        let mut s = UserState::default();
+        assert_eq!(s.accept_hotp(3, 5, 1), StepOutcome::Replayed);
+        assert_eq!(s.accept_hotp(7, 5, 2), StepOutcome::Accepted);
+        assert_eq!(s.accept_hotp(7, 5, 3), StepOutcome::Replayed);
+        assert_eq!(s.accept_hotp(6, 5, 4), StepOutcome::Replayed);
+        assert_eq!(s.hotp_from(5), 8);
     }
 
     #[test]

@@ -75,6 +75,15 @@ pub trait Store {
         step: u64,
         now: u64,
     ) -> Result<StepOutcome, StoreError>;
+    /// Accepts HOTP counter `counter` only if not reached before, moving the next counter past
+    /// it ([`UserState::accept_hotp`]); `enrolled_counter` is where the token started.
+    fn accept_hotp(
+        &self,
+        account: &Account,
+        counter: u64,
+        enrolled_counter: u64,
+        now: u64,
+    ) -> Result<StepOutcome, StoreError>;
     /// Uses the recovery code with stored hash `hash_hex` once
     /// ([`UserState::consume_recovery`]).
     fn consume_recovery(
@@ -274,6 +283,16 @@ impl Store for FileStore {
         now: u64,
     ) -> Result<RecoveryOutcome, StoreError> {
         self.update_state(account, |s| s.consume_recovery(hash_hex, now))
+    }
+
+    fn accept_hotp(
+        &self,
+        account: &Account,
+        counter: u64,
+        enrolled_counter: u64,
+        now: u64,
+    ) -> Result<StepOutcome, StoreError> {
+        self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
     }
 }
 

@@ -167,6 +167,26 @@ pub fn totp_uri(
     ))
 }
 
+/// `otpauth://hotp/ISSUER:ACCOUNT?secret=...&issuer=...&algorithm=...&digits=...&counter=N`.
+pub fn hotp_uri(
+    issuer: &str,
+    account: &str,
+    secret: &Secret,
+    params: &Params,
+    counter: u64,
+) -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "otpauth://hotp/{}:{}?secret={}&issuer={}&algorithm={}&digits={}&counter={}",
+        encode(issuer),
+        encode(account),
+        secret.to_base32().as_str(),
+        encode(issuer),
+        params.algorithm,
+        params.digits,
+        counter
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,22 +18,26 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     let explicit = args.file.as_deref().or(config_path);
     let config = config::load(explicit).map_err(|e| Failure::new(e.to_string()))?;
     if explicit.is_none() && !Path::new(DEFAULT_PATH).exists() {
-        println!("{DEFAULT_PATH}: not present; the defaults apply:");
+        say!("{DEFAULT_PATH}: not present; the defaults apply:");
     } else {
-        println!("{}: OK", config.source.display());
+        say!("{}: OK", config.source.display());
     }
     let p = config.totp.params;
-    println!(
+    say!(
         "  totp:       issuer \"{}\", {}, {} digits, {} s, window ±{}",
-        config.totp.issuer, p.algorithm, p.digits, p.period, config.totp.window
+        config.totp.issuer,
+        p.algorithm,
+        p.digits,
+        p.period,
+        config.totp.window
     );
-    println!(
+    say!(
         "  unenrolled: {}",
         match config.unenrolled {
             Unenrolled::Deny => "deny (asked for a code, then refused)",
             Unenrolled::Allow => "allow (let in after the password, no code)",
         }
     );
-    println!("  storage:    {}", config.storage_dir.display());
+    say!("  storage:    {}", config.storage_dir.display());
     Ok(())
 }

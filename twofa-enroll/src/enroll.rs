@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::config::{self, Config};
-use twofa_core::enrollment::{Enrollment, Factor, RecoveryFactor, TotpFactor};
+use twofa_core::enrollment::{Enrollment, Factor, HotpFactor, RecoveryFactor, TotpFactor};
 use twofa_core::identity::{self, Account};
 use twofa_core::otp::{self, Algorithm, Params};
 use twofa_core::recovery;
 use twofa_core::secret::{Secret, RECOMMENDED_BITS};
-use twofa_core::store::{FileStore, Store, StoreError};
+use twofa_core::store::{FileStore, StepOutcome, Store, StoreError};
 use twofa_core::uri;
 use zeroize::Zeroizing;
 
@@ -39,6 +39,12 @@ pub struct Args {
     /// Code length for this user, 6 to 8 (default: the policy's).
     #[arg(long, value_parser = clap::value_parser!(u32).range(6..=8))]
     digits: Option<u32>,
+    /// Enroll an HOTP token (counter-based, e.g. a YubiKey's OATH-HOTP slot) instead of TOTP.
+    #[arg(long)]
+    hotp: bool,
+    /// The token's current counter (with --hotp).
+    #[arg(long, default_value_t = 0, requires = "hotp")]
+    counter: u64,
     /// Seconds per code for this user (default: the policy's).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     period: Option<u64>,
@@ -126,13 +132,13 @@ fn read_secret(path: &Path, input: &mut Input) -> Result<(Secret, Option<Params>
     Ok((secret, params))
 }
 
-/// Asks for codes until one is right (three tries on a terminal, one otherwise); returns the
-/// step it matched.
+/// Asks for codes until `check` accepts one (three tries on a terminal, one otherwise);
+/// returns what it matched (a TOTP step or an HOTP counter). `hint` says what to look at.
 fn confirm(
-    secret: &Secret,
-    params: &Params,
-    window: u64,
     input: &mut Input,
+    digits: u32,
+    hint: &str,
+    check: impl Fn(&[u8]) -> Option<u64>,
 ) -> Result<u64, Failure> {
     let tries = if std::io::stdin().is_terminal() { 3 } else { 1 };
     for attempt in 1..=tries {
@@ -142,21 +148,15 @@ fn confirm(
         if line.is_empty() {
             return Err(Failure::new("no code was entered; nothing was saved"));
         }
-        let step = otp::normalize_code(line.trim().as_bytes(), params.digits)
-            .and_then(|c| otp::verify_totp(secret.bytes(), params, &c, now(), window));
-        if let Some(step) = step {
-            return Ok(step);
+        if let Some(m) = otp::normalize_code(line.trim().as_bytes(), digits).and_then(|c| check(&c))
+        {
+            return Ok(m);
         }
         if attempt < tries {
             eprintln!("That code is not right; try the next one the app shows.");
         }
     }
-    Err(
-        Failure::new("the code did not match; nothing was saved").hint(format!(
-            "check that the phone's clock is right and that the app uses {}, {} digits, {} s",
-            params.algorithm, params.digits, params.period
-        )),
-    )
+    Err(Failure::new("the code did not match; nothing was saved").hint(hint.to_string()))
 }
 
 /// Runs `enroll`.
@@ -177,6 +177,11 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         Err(e) if args.force => output::warn(&format!("replacing an unreadable enrollment: {e}")),
         Err(e) => return Err(Failure::new(e.to_string()).hint("add --force to replace it")),
     }
+    if args.hotp && args.period.is_some() {
+        return Err(Failure::new(
+            "--period is for TOTP; an HOTP token counts presses, not time",
+        ));
+    }
 
     let mut input = Input {
         stdin: std::io::stdin().lock(),
@@ -195,52 +200,95 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         digits: args.digits.unwrap_or(base.digits),
         period: args.period.unwrap_or(base.period),
     };
-    if !params.is_widely_supported() {
+    let widely_supported = params.algorithm == Algorithm::Sha1
+        && params.digits == 6
+        && (args.hotp || params.period == 30);
+    if !widely_supported {
         output::warn(&format!(
-            "{}, {} digits, {} s: many authenticator apps (Google Authenticator among them) ignore these and show wrong codes; SHA1, 6 digits, 30 s works everywhere",
-            params.algorithm, params.digits, params.period
+            "{}, {} digits{}: many authenticator apps (Google Authenticator among them) ignore these and show wrong codes; SHA1, 6 digits, 30 s works everywhere",
+            params.algorithm,
+            params.digits,
+            if args.hotp { String::new() } else { format!(", {} s", params.period) }
         ));
     }
     let secret = match secret {
         Some(s) => s,
         None => Secret::generate(params.algorithm.new_secret_bytes())?,
     };
-    let uri = uri::totp_uri(&config.totp.issuer, &account.name, &secret, &params);
+    let uri = if args.hotp {
+        uri::hotp_uri(
+            &config.totp.issuer,
+            &account.name,
+            &secret,
+            &params,
+            args.counter,
+        )
+    } else {
+        uri::totp_uri(&config.totp.issuer, &account.name, &secret, &params)
+    };
 
     if !args.json {
         if !args.no_qr {
-            println!("{}", qr::terminal(&uri)?);
+            say!("{}", qr::terminal(&uri)?);
         }
-        println!(
+        say!(
             "Scan the QR code with an authenticator app, or enter this key: {}",
             secret.to_base32().as_str()
         );
-        println!("{}", uri.as_str());
+        say!("{}", uri.as_str());
     }
     if let Some(png) = &args.qr_png {
         qr::write_png(&uri, png, args.force)?;
         if !args.json {
-            println!(
+            say!(
                 "QR code written to {} (mode 0600; delete it once scanned).",
                 png.display()
             );
         }
     }
 
-    let confirmed_step = if args.no_verify {
+    let confirmed = if args.no_verify {
         None
+    } else if args.hotp {
+        let hint = "press the token once and type the code it shows; if it was pressed many times, use --counter or resync later";
+        Some(confirm(&mut input, params.digits, hint, |code| {
+            otp::verify_hotp(
+                secret.bytes(),
+                &params,
+                code,
+                args.counter,
+                config.hotp_look_ahead,
+            )
+        })?)
     } else {
-        Some(confirm(&secret, &params, config.totp.window, &mut input)?)
+        let hint = format!(
+            "check that the phone's clock is right and that the app uses {}, {} digits, {} s",
+            params.algorithm, params.digits, params.period
+        );
+        Some(confirm(&mut input, params.digits, &hint, |code| {
+            otp::verify_totp(secret.bytes(), &params, code, now(), config.totp.window)
+        })?)
     };
 
     let enrolled_at = now();
-    let mut enrollment = Enrollment {
-        account: account.name.clone(),
-        factors: vec![Factor::Totp(TotpFactor {
+    let factor = if args.hotp {
+        Factor::Hotp(HotpFactor {
+            secret: secret.clone(),
+            params,
+            counter: args.counter,
+            enrolled_at,
+        })
+    } else {
+        Factor::Totp(TotpFactor {
             secret: secret.clone(),
             params,
             enrolled_at,
-        })],
+        })
+    };
+    let kind = factor.kind();
+    let mut enrollment = Enrollment {
+        account: account.name.clone(),
+        factors: vec![factor],
     };
     let codes = issue_recovery(&mut enrollment, config.recovery_codes, enrolled_at)?;
     store
@@ -251,8 +299,13 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
             other => Failure::new(other.to_string()),
         })?;
     // The code typed to confirm is spent: it can't be replayed at a login.
-    if let Some(step) = confirmed_step {
-        if let Err(e) = store.accept_step(&account, step, enrolled_at) {
+    if let Some(m) = confirmed {
+        let spent = if args.hotp {
+            store.accept_hotp(&account, m, args.counter, enrolled_at)
+        } else {
+            store.accept_step(&account, m, enrolled_at)
+        };
+        if let Err(e) = spent {
             output::warn(&format!(
                 "enrolled, but the confirmation code could not be marked used: {e}"
             ));
@@ -260,27 +313,115 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     }
 
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "account": account.name,
-            "factor": "totp",
+            "factor": kind,
             "uri": uri.as_str(),
             "secret": secret.to_base32().as_str(),
             "algorithm": params.algorithm.name(),
             "digits": params.digits,
-            "period": params.period,
             "enrolled_at": enrolled_at,
-            "verified": confirmed_step.is_some(),
+            "verified": confirmed.is_some(),
             "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         });
-        println!("{out}");
+        if args.hotp {
+            out["counter"] = serde_json::json!(args.counter);
+        } else {
+            out["period"] = serde_json::json!(params.period);
+        }
+        say!("{out}");
     } else {
-        println!(
-            "Enrolled {}: TOTP ({}, {} digits, {} s). From now on a verification code is asked at login.",
-            account.name, params.algorithm, params.digits, params.period
+        let what = if args.hotp {
+            format!(
+                "HOTP ({}, {} digits, counter {})",
+                params.algorithm, params.digits, args.counter
+            )
+        } else {
+            format!(
+                "TOTP ({}, {} digits, {} s)",
+                params.algorithm, params.digits, params.period
+            )
+        };
+        say!(
+            "Enrolled {}: {what}. From now on a verification code is asked at login.",
+            account.name
         );
         print_recovery(&account.name, &codes);
     }
     Ok(())
+}
+
+/// Arguments of `resync`.
+#[derive(Debug, clap::Args)]
+pub struct ResyncArgs {
+    /// The account whose HOTP token drifted (pressed many times without logging in).
+    user: String,
+}
+
+/// How far ahead `resync` searches for two consecutive codes.
+const RESYNC_SEARCH: u64 = 10_000;
+
+/// Runs `resync`: two consecutive codes bring a drifted HOTP token back in step.
+pub fn resync(config_path: Option<&Path>, args: &ResyncArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    let enrollment = store
+        .enrollment(&account)?
+        .ok_or_else(|| Failure::new(format!("{} is not enrolled", account.name)))?;
+    let Some(h) = enrollment.hotp() else {
+        return Err(
+            Failure::new(format!("{} has no HOTP token to resync", account.name))
+                .hint("TOTP codes follow the clock; check the phone's time instead"),
+        );
+    };
+    let from = store.state(&account)?.hotp_from(h.counter);
+    let mut input = Input {
+        stdin: std::io::stdin().lock(),
+    };
+    let mut read = |what: &str| -> Result<Zeroizing<Vec<u8>>, Failure> {
+        eprint!("{what} code: ");
+        let _ = std::io::stderr().flush();
+        let line = input.line()?;
+        otp::normalize_code(line.trim().as_bytes(), h.params.digits).ok_or_else(|| {
+            Failure::new(format!(
+                "that is not a {}-digit code; nothing was changed",
+                h.params.digits
+            ))
+        })
+    };
+    let first = read("First")?;
+    let second = read("Next")?;
+    let Some(c) = otp::resync_hotp(
+        h.secret.bytes(),
+        &h.params,
+        &first,
+        &second,
+        from,
+        RESYNC_SEARCH,
+    ) else {
+        return Err(Failure::new(format!(
+            "no two consecutive codes match within {RESYNC_SEARCH} presses; nothing was changed"
+        ))
+        .hint("press the token twice and type both codes in order"));
+    };
+    // Both codes are now spent: the next accepted press is c + 2.
+    match store.accept_hotp(&account, c + 1, h.counter, now())? {
+        StepOutcome::Accepted => {
+            say!(
+                "Resynced {}: the token is at press {}.",
+                account.name,
+                c + 2
+            );
+            Ok(())
+        }
+        StepOutcome::Replayed => Err(Failure::new(
+            "those codes were already used; nothing was changed",
+        )),
+        StepOutcome::Locked(_) => Err(Failure::new(format!("{} is locked", account.name))
+            .hint(format!("twofa-enroll unlock {} first", account.name))),
+    }
 }
 
 /// Adds `count` fresh recovery codes to `enrollment` and returns them (shown once).
@@ -306,12 +447,12 @@ pub fn print_recovery(account: &str, codes: &[Zeroizing<String>]) {
     if codes.is_empty() {
         return;
     }
-    println!();
-    println!("Recovery codes for {account}: each works once in place of a verification code.");
-    println!("Keep them somewhere safe (not on the phone); they are not shown again.");
+    say!();
+    say!("Recovery codes for {account}: each works once in place of a verification code.");
+    say!("Keep them somewhere safe (not on the phone); they are not shown again.");
     for pair in codes.chunks(2) {
         let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
-        println!("    {}", line.join("    "));
+        say!("    {}", line.join("    "));
     }
 }
 
@@ -347,9 +488,9 @@ pub fn recovery_cmd(config_path: Option<&Path>, args: &RecoveryArgs) -> Result<(
             "account": account.name,
             "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         });
-        println!("{out}");
+        say!("{out}");
     } else {
-        println!(
+        say!(
             "New recovery codes for {}; the old ones no longer work.",
             account.name
         );

@@ -2,9 +2,10 @@
 //!
 //! This file only parses arguments and dispatches; each command lives in its own module.
 
+#[macro_use]
+mod output;
 mod check;
 mod enroll;
-mod output;
 mod qr;
 mod status;
 
@@ -21,6 +22,9 @@ Examples:
   twofa-enroll enroll alice --qr-png /root/alice.png
   twofa-enroll enroll alice --secret-file - --no-verify < secret.txt
                                           keep a secret alice already has (never in argv)
+  twofa-enroll enroll bob --hotp --secret-file token.txt
+                                          an HOTP hardware token (counter-based)
+  twofa-enroll resync bob                 two consecutive codes bring bob's token back in step
   twofa-enroll status alice               is alice enrolled? failures? last login?
   twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
   twofa-enroll unlock alice               lift a lockout after too many wrong codes
@@ -53,6 +57,8 @@ enum Command {
     Unlock(status::DisableArgs),
     /// Give USER a new set of single-use recovery codes (the old set stops working).
     Recovery(enroll::RecoveryArgs),
+    /// Bring USER's drifted HOTP token back in step with two consecutive codes.
+    Resync(enroll::ResyncArgs),
     /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
     CheckConfig(check::Args),
 }
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::Disable(a) => status::disable(config, a),
         Command::Unlock(a) => status::unlock(config, a),
         Command::Recovery(a) => enroll::recovery_cmd(config, a),
+        Command::Resync(a) => enroll::resync(config, a),
         Command::CheckConfig(a) => check::run(config, a),
     };
     match result {

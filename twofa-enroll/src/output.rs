@@ -2,6 +2,32 @@
 
 use std::io::{IsTerminal, Write};
 
+/// Prints one line on stdout; a reader that went away (`twofa-enroll status | head`) ends
+/// the program quietly instead of with a panic, as `println!` would.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: could not write to standard output: {e}"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`say`].
+macro_rules! say {
+    () => {
+        $crate::output::say(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::say(format_args!($($arg)*))
+    };
+}
+
 /// A command's failure: what happened, and what to do about it.
 #[derive(Debug)]
 pub struct Failure {

@@ -58,6 +58,13 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
                     "period": t.params.period,
                     "enrolled_at": t.enrolled_at,
                 }),
+                Factor::Hotp(h) => serde_json::json!({
+                    "type": "hotp",
+                    "algorithm": h.params.algorithm.name(),
+                    "digits": h.params.digits,
+                    "counter": state.hotp_from(h.counter),
+                    "enrolled_at": h.enrolled_at,
+                }),
                 Factor::Recovery(r) => serde_json::json!({
                     "type": "recovery",
                     "issued_at": r.issued_at,
@@ -75,21 +82,28 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
             "last_success_at": state.last_success_at,
             "last_failure_at": state.last_failure_at,
         });
-        println!("{out}");
+        say!("{out}");
         return Ok(());
     }
-    println!("account:       {}", account.name);
+    say!("account:       {}", account.name);
     match &enrollment {
-        None => println!("enrolled:      no (policy for unenrolled users applies)"),
+        None => say!("enrolled:      no (policy for unenrolled users applies)"),
         Some(e) => {
             for f in &e.factors {
                 match f {
-                    Factor::Totp(t) => println!(
+                    Factor::Totp(t) => say!(
                         "enrolled:      yes, totp ({}, {} digits, {} s) since {}",
                         t.params.algorithm,
                         t.params.digits,
                         t.params.period,
                         utc(t.enrolled_at)
+                    ),
+                    Factor::Hotp(h) => say!(
+                        "enrolled:      yes, hotp ({}, {} digits, next press {}) since {}",
+                        h.params.algorithm,
+                        h.params.digits,
+                        state.hotp_from(h.counter),
+                        utc(h.enrolled_at)
                     ),
                     Factor::Recovery(r) => {
                         let left = r
@@ -97,7 +111,7 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
                             .iter()
                             .filter(|h| !state.used_recovery.contains(&to_hex(h.as_slice())))
                             .count();
-                        println!(
+                        say!(
                             "recovery:      {left} of {} codes left (issued {})",
                             r.hashes.len(),
                             utc(r.issued_at)
@@ -107,17 +121,17 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
             }
         }
     }
-    println!("failures:      {} since the last success", state.failures);
+    say!("failures:      {} since the last success", state.failures);
     match state.locked_at(now()) {
-        Some(until) => println!(
+        Some(until) => say!(
             "locked until:  {} (twofa-enroll unlock {} lifts it)",
             utc(until),
             account.name
         ),
-        None => println!("locked:        no"),
+        None => say!("locked:        no"),
     }
-    println!("last success:  {}", when(state.last_success_at));
-    println!("last failure:  {}", when(state.last_failure_at));
+    say!("last success:  {}", when(state.last_success_at));
+    say!("last failure:  {}", when(state.last_failure_at));
     Ok(())
 }
 
@@ -129,12 +143,12 @@ pub fn disable(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fai
     let store = FileStore::new(&config.storage_dir);
     match store.disable_enrollment(&account, now())? {
         Some(backup) => {
-            println!(
+            say!(
                 "Disabled twofa for {}; the enrollment is kept at {} (root only).",
                 account.name,
                 backup.display()
             );
-            println!(
+            say!(
                 "The policy for unenrolled users now applies to {}.",
                 account.name
             );
@@ -156,13 +170,14 @@ pub fn unlock(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fail
     let before = store.state(&account)?;
     store.reset_failures(&account)?;
     match before.locked_at(now()) {
-        Some(_) => println!(
+        Some(_) => say!(
             "Unlocked {}: the lockout is lifted and failed attempts are forgotten.",
             account.name
         ),
-        None => println!(
+        None => say!(
             "{} was not locked; {} failed attempt(s) forgotten.",
-            account.name, before.failures
+            account.name,
+            before.failures
         ),
     }
     Ok(())
