@@ -59,6 +59,11 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
     }
 }
 
+/// The home directory of account `name`, from the passwd database.
+pub fn home_of(name: &str) -> Option<std::path::PathBuf> {
+    User::from_name(name).ok().flatten().map(|u| u.dir)
+}
+
 impl Account {
     /// The account's file name stem: letters, digits, `_`, `-` and (not first) `.` kept;
     /// every other byte written `%XX`. No stem is empty, `.`/`..`, or contains `/`.

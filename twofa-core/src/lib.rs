@@ -10,6 +10,7 @@ pub mod args;
 pub mod audit;
 pub mod config;
 pub mod enrollment;
+pub mod google_authenticator;
 pub mod identity;
 pub mod login;
 pub mod otp;

@@ -280,20 +280,16 @@ fn match_answer(
     let Some(a) = answer.filter(|a| !a.is_empty()) else {
         return Matched::Nothing(Reason::NoCode);
     };
-    let mut looked_like_a_code = false;
     if let Some(t) = e.totp() {
         if let Some(code) = otp::normalize_code(a, t.params.digits) {
-            looked_like_a_code = true;
-            if let Some(step) =
-                otp::verify_totp(t.secret.bytes(), &t.params, &code, now, config.totp.window)
-            {
+            let window = config.totp.window;
+            if let Some(step) = otp::verify_totp(t.secret.bytes(), &t.params, &code, now, window) {
                 return Matched::Totp(step);
             }
         }
     }
     if let Some(h) = e.hotp() {
         if let Some(code) = otp::normalize_code(a, h.params.digits) {
-            looked_like_a_code = true;
             // Also look as far behind: a press already used is then reported as a replay
             // (the store refuses it) rather than as a wrong code.
             let look = config.hotp_look_ahead;
@@ -304,9 +300,8 @@ fn match_answer(
             }
         }
     }
-    if looked_like_a_code {
-        return Matched::Nothing(Reason::WrongCode);
-    }
+    // Then a recovery code (or an imported 8-digit scratch code, which has the shape of an
+    // 8-digit TOTP code: so recovery codes are tried after the OTP factors, not instead).
     if let (Some(r), Some(code)) = (e.recovery(), recovery::normalize(a)) {
         return recovery::find(&r.salt, &r.hashes, &code)
             .map_or(Matched::Nothing(Reason::WrongCode), Matched::Recovery);

@@ -65,7 +65,8 @@ pub fn issue(count: usize) -> Result<Issued, SecretError> {
 }
 
 /// The canonical form of a typed answer if it has the shape of a recovery code: 12 code
-/// characters once dashes and spaces are dropped, look-alikes mapped. `None` otherwise.
+/// characters once dashes and spaces are dropped, look-alikes mapped; or the 8 digits of a
+/// scratch code imported from google-authenticator. `None` otherwise.
 pub fn normalize(answer: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let mut out = Zeroizing::new(Vec::with_capacity(CODE_CHARS));
     for &b in answer {
@@ -81,7 +82,24 @@ pub fn normalize(answer: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
             return None;
         }
     }
-    (out.len() == CODE_CHARS).then_some(out)
+    let scratch =
+        out.len() == SCRATCH_DIGITS && answer.iter().all(|b| b.is_ascii_digit() || *b == b' ');
+    (out.len() == CODE_CHARS || scratch).then_some(out)
+}
+
+/// Digits of a google-authenticator scratch code.
+pub const SCRATCH_DIGITS: usize = 8;
+
+/// Stores imported scratch codes like our own: salted HMACs (a fresh salt).
+pub fn import_scratch(codes: &[String]) -> Result<(Vec<u8>, Vec<CodeHash>), SecretError> {
+    let mut salt = vec![0u8; SALT_BYTES];
+    getrandom::getrandom(&mut salt).map_err(|e| SecretError::Random(e.to_string()))?;
+    let hashes = codes
+        .iter()
+        .filter_map(|c| normalize(c.as_bytes()))
+        .map(|n| hash(&salt, &n))
+        .collect();
+    Ok((salt, hashes))
 }
 
 /// Whether `field` ends in a recovery code written with its dashes (`xxxx-xxxx-xxxx`): how a
@@ -175,6 +193,12 @@ mod tests {
         assert!(normalize(b"k7p2-9xq4-m3vd1").is_none());
         assert!(normalize(b"k7p2-9xq4-m3vu").is_none()); // u is not in the alphabet
         assert!(normalize(b"123456").is_none());
+        assert_eq!(
+            normalize(b"1234 5678").as_deref().map(Vec::as_slice),
+            Some(&b"12345678"[..])
+        );
+        assert!(normalize(b"1234-5678").is_none()); // scratch codes are digits only
+        assert!(normalize(b"abcd5678").is_none());
     }
 
     #[test]
@@ -184,6 +208,14 @@ mod tests {
         assert!(!formatted_suffix(b"hunter2123456"));
         assert!(!formatted_suffix(b"ab-cdef-12345678"));
         assert!(!formatted_suffix(b"k7p29xq4m3vd"));
+    }
+
+    #[test]
+    fn imported_scratch_codes_match_once_normalized() -> Result<(), SecretError> {
+        let (salt, hashes) = import_scratch(&["12345678".into(), "87654321".into()])?;
+        let n = normalize(b"8765 4321");
+        assert_eq!(n.and_then(|n| find(&salt, &hashes, &n)), Some(1));
+        Ok(())
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl fmt::Display for FileError {
             }
             FileError::Mode(p, mode) => write!(
                 f,
-                "{}: mode {:04o} lets others read or write it (chmod go-rwx)",
+                "{}: mode {:04o} lets others read or write it",
                 p.display(),
                 mode & 0o7777
             ),
@@ -432,6 +432,87 @@ impl SecureDir {
             .filter_map(|e| e.file_name().to_str().map(str::to_string))
             .filter(|n| !n.starts_with('.'))
             .collect())
+    }
+}
+
+/// Reads a file in a user's keeping (their `~/.google_authenticator`) without following a
+/// single symlink: every directory from `/` down is opened with
+/// `openat(O_NOFOLLOW|O_DIRECTORY)` and must belong to root or `owner` and not be writable by
+/// group or others; the file is opened with `O_NOFOLLOW|O_NONBLOCK` and must be a regular file
+/// of `owner`, with one link, no group/other permissions, and at most 64 KiB. A path that
+/// leads elsewhere (a link to /etc/shadow, say) is refused before anything is read.
+pub fn read_user_file(path: &Path, owner: u32) -> Result<Zeroizing<String>, FileError> {
+    if !path.is_absolute() {
+        return Err(FileError::WrongType(path.to_path_buf(), "absolute path"));
+    }
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut dir = File::options()
+        .read(true)
+        .custom_flags(libc_flags(OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW))
+        .open("/")
+        .map_err(|e| io_err(Path::new("/"), e))?;
+    let mut walked = PathBuf::from("/");
+    let components: Vec<_> = path.components().skip(1).collect();
+    let Some((file_name, dirs)) = components.split_last() else {
+        return Err(FileError::WrongType(path.to_path_buf(), "file"));
+    };
+    for component in dirs {
+        let std::path::Component::Normal(name) = component else {
+            return Err(FileError::WrongType(
+                path.to_path_buf(),
+                "plain path (no . or ..)",
+            ));
+        };
+        walked.push(name);
+        let fd = openat(dir.as_fd(), *name, dir_flags, Mode::empty())
+            .map_err(|e| open_error(&walked, e))?;
+        dir = File::from(fd);
+        let meta = dir.metadata().map_err(|e| io_err(&walked, e))?;
+        if meta.uid() != ROOT_UID && meta.uid() != owner {
+            return Err(FileError::Owner(walked.clone(), meta.uid()));
+        }
+        // Sticky world-writable directories (/tmp) still let others swap entries of theirs,
+        // not ours; but nothing of a user's secret belongs there: refuse any group/other write.
+        if meta.mode() & 0o022 != 0 {
+            return Err(FileError::Mode(walked.clone(), meta.mode()));
+        }
+    }
+    let std::path::Component::Normal(name) = file_name else {
+        return Err(FileError::WrongType(path.to_path_buf(), "file"));
+    };
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_CLOEXEC
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY;
+    let fd = openat(dir.as_fd(), *name, flags, Mode::empty()).map_err(|e| open_error(path, e))?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::WrongType(path.to_path_buf(), "regular file"));
+    }
+    if meta.uid() != owner {
+        return Err(FileError::Owner(path.to_path_buf(), meta.uid()));
+    }
+    // The same checks as for our own secrets, but owned by the user instead of root.
+    let rules = Rules::SECRET;
+    if meta.mode() & rules.forbidden_mode != 0 {
+        return Err(FileError::Mode(path.to_path_buf(), meta.mode()));
+    }
+    if meta.nlink() != 1 {
+        return Err(FileError::HardLinked(path.to_path_buf(), meta.nlink()));
+    }
+    let mut buf = Zeroizing::new(Vec::new());
+    (&file)
+        .take(rules.max_size + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_err(path, e))?;
+    if buf.len() as u64 > rules.max_size {
+        return Err(FileError::TooLarge(path.to_path_buf(), rules.max_size));
+    }
+    match std::str::from_utf8(&buf) {
+        Ok(s) => Ok(Zeroizing::new(s.to_string())),
+        Err(_) => Err(FileError::NotText(path.to_path_buf())),
     }
 }
 

@@ -6,6 +6,7 @@
 mod output;
 mod check;
 mod enroll;
+mod import;
 mod qr;
 mod status;
 
@@ -25,6 +26,8 @@ Examples:
   twofa-enroll enroll bob --hotp --secret-file token.txt
                                           an HOTP hardware token (counter-based)
   twofa-enroll resync bob                 two consecutive codes bring bob's token back in step
+  twofa-enroll import-google-authenticator --all
+                                          move every local user from google-authenticator
   twofa-enroll status alice               is alice enrolled? failures? last login?
   twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
   twofa-enroll unlock alice               lift a lockout after too many wrong codes
@@ -59,6 +62,8 @@ enum Command {
     Recovery(enroll::RecoveryArgs),
     /// Bring USER's drifted HOTP token back in step with two consecutive codes.
     Resync(enroll::ResyncArgs),
+    /// Enroll USER with the secret of their ~/.google_authenticator (they keep their app entry).
+    ImportGoogleAuthenticator(import::Args),
     /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
     CheckConfig(check::Args),
 }
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Unlock(a) => status::unlock(config, a),
         Command::Recovery(a) => enroll::recovery_cmd(config, a),
         Command::Resync(a) => enroll::resync(config, a),
+        Command::ImportGoogleAuthenticator(a) => import::run(config, a),
         Command::CheckConfig(a) => check::run(config, a),
     };
     match result {
