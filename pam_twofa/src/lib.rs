@@ -26,7 +26,7 @@ use pam::module::{PamHandle, PamHooks};
 use twofa_core::args::{self, Mode, ModuleArgs};
 use twofa_core::audit::{Outcome, Reason};
 use twofa_core::config;
-use twofa_core::identity;
+use twofa_core::identity::System;
 use twofa_core::login::{self, CodeSource, Conversation, ConversationError, Decision, Request};
 use twofa_core::store::FileStore;
 use zeroize::Zeroizing;
@@ -139,8 +139,8 @@ fn authenticate(pamh: &mut PamHandle, words: &[&CStr], flags: PamFlag) -> PamRes
             PamResultCode::PAM_AUTH_ERR
         }
         Mode::PubkeyDone => pubkey_done(pamh, &args, &prefix),
-        Mode::Concat => concat(pamh, &args, &prefix),
-        Mode::Verify => verify(pamh, &args, &prefix, flags & PAM_SILENT != 0),
+        Mode::Concat => concat(pamh, &args, &service, &prefix),
+        Mode::Verify => verify(pamh, &args, &service, &prefix, flags & PAM_SILENT != 0),
     }
 }
 
@@ -175,10 +175,29 @@ fn take_kept_code(pamh: &mut PamHandle) -> Option<Option<Zeroizing<Vec<u8>>>> {
     kept
 }
 
+/// PAM_USER and PAM_RHOST; without a user name nothing can be decided (logged, denied).
+fn user_and_rhost(
+    pamh: &mut PamHandle,
+    prefix: &str,
+) -> Result<(String, Option<String>), PamResultCode> {
+    let user = pamh.get_user(None).map_err(|e| {
+        syslog::send(
+            Level::Error,
+            &format!("{prefix}: could not get the user name ({e:?}); access denied"),
+        );
+        PamResultCode::PAM_AUTH_ERR
+    })?;
+    let rhost = match pamh.get_item::<RHost>() {
+        Ok(Some(h)) => Some(h.to_string_lossy().into_owned()),
+        _ => None,
+    };
+    Ok((user, rhost))
+}
+
 /// FTP-style one-field login: cut the code from the end of the field, hand the password on as
 /// PAM_AUTHTOK for `pam_unix.so use_first_pass`, keep the code for the checking line.
 /// PAM_SUCCESS for every user, unknown ones included: nothing is decided here.
-fn concat(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCode {
+fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) -> PamResultCode {
     // A code kept by an earlier try on this handle must never be used by this one.
     let _ = take_kept_code(pamh);
     let config = match config::load(args.config.as_deref()) {
@@ -191,15 +210,9 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCod
             return PamResultCode::PAM_AUTHINFO_UNAVAIL;
         }
     };
-    let user = match pamh.get_user(None) {
+    let (user, rhost) = match user_and_rhost(pamh, prefix) {
         Ok(u) => u,
-        Err(e) => {
-            syslog::send(
-                Level::Error,
-                &format!("{prefix}: could not get the user name ({e:?}); access denied"),
-            );
-            return PamResultCode::PAM_AUTH_ERR;
-        }
+        Err(code) => return code,
     };
     let Some(field) = ffi::authtok(pamh, FIELD_PROMPT) else {
         syslog::send(
@@ -209,7 +222,15 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResultCod
         return PamResultCode::PAM_AUTH_ERR;
     };
     let store = FileStore::new(&config.storage_dir);
-    let split = login::split_field(&config, &store, &identity::lookup, &user, &field);
+    let req = Request {
+        user: &user,
+        service,
+        rhost: rhost.as_deref(),
+        password_failed: false,
+        now: unix_now(),
+        code: CodeSource::Ask,
+    };
+    let split = login::split_field(&config, &store, &System, &req, &field);
     if !ffi::set_authtok(pamh, &split.password) {
         syslog::send(
             Level::Error,
@@ -263,39 +284,39 @@ impl Conversation for PamConversation<'_> {
         }
     }
 
-    fn show_info(&mut self, message: &str) {
-        if self.silent {
-            return;
-        }
+    fn show_notice(&mut self, message: &str) {
         if let Ok(Some(conv)) = self.pamh.get_item::<Conv>() {
             let _ = conv.send(PAM_TEXT_INFO, message);
         }
     }
+
+    fn show_info(&mut self, message: &str) {
+        if !self.silent {
+            self.show_notice(message);
+        }
+    }
 }
 
-fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str, silent: bool) -> PamResultCode {
+fn verify(
+    pamh: &mut PamHandle,
+    args: &ModuleArgs,
+    service: &str,
+    prefix: &str,
+    silent: bool,
+) -> PamResultCode {
     // Taken (and removed) first, before any other decision, on every path.
     let password_failed = ffi::take_mark(pamh, MARK);
     let code = match take_kept_code(pamh) {
         Some(kept) => CodeSource::Field(kept),
         None => CodeSource::Ask,
     };
-    let user = match pamh.get_user(None) {
+    let (user, rhost) = match user_and_rhost(pamh, prefix) {
         Ok(u) => u,
-        Err(e) => {
-            syslog::send(
-                Level::Error,
-                &format!("{prefix}: could not get the user name ({e:?}); access denied"),
-            );
-            return PamResultCode::PAM_AUTH_ERR;
-        }
-    };
-    let rhost = match pamh.get_item::<RHost>() {
-        Ok(Some(h)) => Some(h.to_string_lossy().into_owned()),
-        _ => None,
+        Err(code) => return code,
     };
     let req = Request {
         user: &user,
+        service,
         rhost: rhost.as_deref(),
         password_failed,
         now: unix_now(),
@@ -306,7 +327,7 @@ fn verify(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str, silent: bool) -
         Ok(config) => {
             let store = FileStore::new(&config.storage_dir);
             let mut conv = PamConversation { pamh, silent };
-            login::authenticate(&config, &store, &identity::lookup, &mut conv, &req)
+            login::authenticate(&config, &store, &System, &mut conv, &req)
         }
     };
     log_decision(prefix, &decision);

@@ -60,6 +60,22 @@ pub enum Reason {
     ArgumentError,
     /// A bug (caught panic).
     InternalError,
+    /// The PAM service is in `exempt_services`.
+    ExemptService,
+    /// The account is in an `exempt_groups` group.
+    ExemptGroup,
+    /// `enforce_groups` is set and the account is in none of them.
+    NotEnforced,
+    /// Unenrolled, let in during the grace period.
+    Grace,
+    /// Unenrolled and the grace period is over.
+    GraceExpired,
+    /// The user enrolled at this login (self-enrollment) and is in.
+    Enrolled,
+    /// Self-enrollment was not completed (wrong confirmation code, no interactive conversation).
+    SelfEnrollFailed,
+    /// The code was skipped for a remote host remembered after a recent code login.
+    RememberedHost,
 }
 
 impl Reason {
@@ -81,6 +97,14 @@ impl Reason {
             Reason::ConversationFailed => "conversation-failed",
             Reason::ArgumentError => "argument-error",
             Reason::InternalError => "internal-error",
+            Reason::ExemptService => "exempt-service",
+            Reason::ExemptGroup => "exempt-group",
+            Reason::NotEnforced => "not-in-enforce-groups",
+            Reason::Grace => "grace",
+            Reason::GraceExpired => "grace-expired",
+            Reason::Enrolled => "self-enrolled",
+            Reason::SelfEnrollFailed => "self-enroll-failed",
+            Reason::RememberedHost => "remembered-host",
         }
     }
 }

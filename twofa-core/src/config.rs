@@ -31,6 +31,11 @@ pub enum Unenrolled {
     Deny,
     /// Let through without a code (PAM_IGNORE).
     Allow,
+    /// Let through with a line telling them to enroll, until this Unix time (the end of the
+    /// `grace_until` day, UTC); denied from then on.
+    Grace(u64),
+    /// Shown a QR code in the login conversation and asked for one code to enroll.
+    Enroll,
 }
 
 /// The `[totp]` table: defaults for new enrollments, and the verification window.
@@ -59,6 +64,17 @@ pub struct Config {
     pub recovery_codes: usize,
     /// `[hotp] look_ahead`: how many counters past the expected one a code may be.
     pub hotp_look_ahead: u64,
+    /// `[policy] enrollment_max_age_days`: older enrollments are reported (0: never).
+    pub enrollment_max_age_days: u64,
+    /// `[policy] enforce_groups`: if not empty, only members must use a second factor.
+    pub enforce_groups: Vec<String>,
+    /// `[policy] exempt_groups`: members skip the second factor (each skip logged).
+    pub exempt_groups: Vec<String>,
+    /// `[policy] exempt_services`: PAM services where the second factor is skipped.
+    pub exempt_services: Vec<String>,
+    /// `[policy] remember_host_seconds`: no code again for the same user and remote host
+    /// within this time after a code login (0: off; never for an empty remote host).
+    pub remember_host_seconds: u64,
     /// `[storage] dir`.
     pub storage_dir: PathBuf,
 }
@@ -76,6 +92,11 @@ impl Default for Config {
             lockout: Lockout::DEFAULT,
             recovery_codes: 10,
             hotp_look_ahead: 10,
+            enrollment_max_age_days: 180,
+            enforce_groups: Vec::new(),
+            exempt_groups: Vec::new(),
+            exempt_services: Vec::new(),
+            remember_host_seconds: 0,
             storage_dir: PathBuf::from(DEFAULT_STORAGE),
         }
     }
@@ -106,17 +127,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Keys of later issues: known, documented, and refused with "not supported yet".
-const LATER_POLICY_KEYS: &[&str] = &[
-    "factors",
-    "enforce_groups",
-    "exempt_groups",
-    "exempt_services",
-    "enrollment_max_age_days",
-    "grace_until",
-    "remember_host_seconds",
-    "on_store_error",
-    "fail_delay_ms",
-];
+const LATER_POLICY_KEYS: &[&str] = &["factors", "on_store_error", "fail_delay_ms"];
 const LATER_TABLES: &[&str] = &["recovery", "delivery", "store", "fleet"];
 /// Largest HOTP look-ahead: every counter more is another code an attacker may guess.
 pub const MAX_LOOK_AHEAD: u64 = 100;
@@ -167,23 +178,58 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
         totp.finish()?;
     }
     if let Some(mut policy) = root.table("policy")? {
+        let grace_until = policy.date("grace_until")?;
         if let Some(v) = policy.string("unenrolled")? {
-            config.unenrolled = match v {
-                "deny" => Unenrolled::Deny,
-                "allow" => Unenrolled::Allow,
-                "grace" | "enroll" => {
+            config.unenrolled = match (v, grace_until) {
+                ("deny", None) => Unenrolled::Deny,
+                ("allow", None) => Unenrolled::Allow,
+                ("enroll", None) => Unenrolled::Enroll,
+                ("grace", Some(day)) => {
+                    Unenrolled::Grace(u64::try_from(day.saturating_add(1)).unwrap_or(0) * 86_400)
+                }
+                ("grace", None) => {
                     return Err(policy.error(
                         "unenrolled",
-                        format!("\"{v}\" is not supported yet by this version of twofa (use \"deny\" or \"allow\")"),
+                        "\"grace\" needs grace_until, the last day of grace (like 2026-12-31)",
                     ))
                 }
-                other => {
+                ("deny" | "allow" | "enroll", Some(_)) => {
+                    return Err(
+                        policy.error("grace_until", "only applies to unenrolled = \"grace\"")
+                    )
+                }
+                (other, _) => {
                     return Err(policy.error(
                         "unenrolled",
-                        format!("must be \"deny\" or \"allow\", not \"{other}\""),
+                        format!(
+                            "must be \"deny\", \"allow\", \"grace\" or \"enroll\", not \"{other}\""
+                        ),
                     ))
                 }
             };
+        } else if grace_until.is_some() {
+            return Err(policy.error("grace_until", "only applies to unenrolled = \"grace\""));
+        }
+        if let Some(d) = policy.unsigned("enrollment_max_age_days", 0, 36_500)? {
+            config.enrollment_max_age_days = d;
+        }
+        for (key, list) in [
+            ("enforce_groups", &mut config.enforce_groups),
+            ("exempt_groups", &mut config.exempt_groups),
+            ("exempt_services", &mut config.exempt_services),
+        ] {
+            if let Some(names) = policy.strings(key)? {
+                if names
+                    .iter()
+                    .any(|n| n.is_empty() || n.contains(char::is_whitespace))
+                {
+                    return Err(policy.error(key, "names must be non-empty, without spaces"));
+                }
+                *list = names.into_iter().map(str::to_string).collect();
+            }
+        }
+        if let Some(s) = policy.unsigned("remember_host_seconds", 0, 30 * 86_400)? {
+            config.remember_host_seconds = s;
         }
         if let Some(n) = policy.unsigned("max_failures", 0, 100_000)? {
             config.lockout.max_failures = u32::try_from(n).unwrap_or(u32::MAX);
@@ -308,10 +354,14 @@ mod tests {
         let cases = [
             ("version = 1\n[totp]\ndigits = 9\n", "/etc/twofa/twofa.toml:3: key `totp.digits`: must be from 6 to 8, not 9"),
             ("version = 1\n[totp]\nperiod = 0\n", "/etc/twofa/twofa.toml:3: key `totp.period`: must be from 1 to 3600, not 0"),
-            ("version = 1\n\n[policy]\nunenrolled = \"maybe\"\n", "/etc/twofa/twofa.toml:4: key `policy.unenrolled`: must be \"deny\" or \"allow\", not \"maybe\""),
-            ("version = 1\n[policy]\nenforce_groups = []\n", "/etc/twofa/twofa.toml:3: key `policy.enforce_groups`: not supported yet by this version of twofa"),
+            ("version = 1\n\n[policy]\nunenrolled = \"maybe\"\n", "/etc/twofa/twofa.toml:4: key `policy.unenrolled`: must be \"deny\", \"allow\", \"grace\" or \"enroll\", not \"maybe\""),
+            ("version = 1\n[policy]\nfactors = []\n", "/etc/twofa/twofa.toml:3: key `policy.factors`: not supported yet by this version of twofa"),
+            ("version = 1\n[policy]\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.unenrolled`: \"grace\" needs grace_until, the last day of grace (like 2026-12-31)"),
+            ("version = 1\n[policy]\ngrace_until = \"2026-02-30\"\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.grace_until`: must be a date like 2026-12-31"),
+            ("version = 1\n[policy]\ngrace_until = 2026-12-31\n", "/etc/twofa/twofa.toml:3: key `policy.grace_until`: only applies to unenrolled = \"grace\""),
+            ("version = 1\n[policy]\nexempt_groups = [\"a b\"]\n", "/etc/twofa/twofa.toml:3: key `policy.exempt_groups`: names must be non-empty, without spaces"),
             ("version = 1\n[policy]\nlockout_seconds = 0\n", "/etc/twofa/twofa.toml:3: key `policy.lockout_seconds`: must be from 1 to 604800, not 0"),
-            ("version = 1\n[policy]\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.unenrolled`: \"grace\" is not supported yet by this version of twofa (use \"deny\" or \"allow\")"),
+
             ("version = 1\n[totp]\ncolor = 1\n", "/etc/twofa/twofa.toml:3: key `totp.color`: unknown key"),
             ("version = 1\nfoo = 1\n", "/etc/twofa/twofa.toml:2: key `foo`: unknown key"),
             ("version = 2\n", "/etc/twofa/twofa.toml:1: key `version`: version 2 is not known to this twofa (it reads version 1)"),

@@ -19,6 +19,43 @@ pub struct Account {
     pub name: String,
     /// Its uid.
     pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+}
+
+/// Where accounts and their groups are looked up: the system's passwd and group databases
+/// ([`System`]), or a stand-in in tests.
+pub trait Directory {
+    /// The canonical account of `name`; `Ok(None)`: no such account.
+    fn lookup(&self, name: &str) -> Result<Option<Account>, LookupError>;
+    /// The names of the account's groups (primary and supplementary).
+    fn groups(&self, account: &Account) -> Result<Vec<String>, LookupError>;
+}
+
+/// The system's passwd and group databases, through NSS.
+#[derive(Debug, Clone, Copy)]
+pub struct System;
+
+impl Directory for System {
+    fn lookup(&self, name: &str) -> Result<Option<Account>, LookupError> {
+        lookup(name)
+    }
+
+    fn groups(&self, account: &Account) -> Result<Vec<String>, LookupError> {
+        let name = std::ffi::CString::new(account.name.as_str())
+            .map_err(|e| LookupError(e.to_string()))?;
+        let gids = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid))
+            .map_err(|e| LookupError(e.to_string()))?;
+        let mut names = Vec::with_capacity(gids.len());
+        for gid in gids {
+            match nix::unistd::Group::from_gid(gid) {
+                Ok(Some(g)) => names.push(g.name),
+                Ok(None) => {}
+                Err(e) => return Err(LookupError(e.to_string())),
+            }
+        }
+        Ok(names)
+    }
 }
 
 /// The passwd database could not be asked (not the same as "no such account").
@@ -53,6 +90,7 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
         Ok(Some(user)) if plausible_name(&user.name) => Ok(Some(Account {
             name: user.name,
             uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
         })),
         Ok(_) => Ok(None),
         Err(e) => Err(LookupError(e.to_string())),
@@ -62,6 +100,24 @@ pub fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
 /// The home directory of account `name`, from the passwd database.
 pub fn home_of(name: &str) -> Option<std::path::PathBuf> {
     User::from_name(name).ok().flatten().map(|u| u.dir)
+}
+
+/// The account name a file stem stands for (the inverse of [`Account::file_stem`]).
+pub fn name_from_stem(stem: &str) -> Option<String> {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl Account {
@@ -89,6 +145,7 @@ mod tests {
         Account {
             name: name.to_string(),
             uid: 1000,
+            gid: 1000,
         }
     }
 
@@ -106,11 +163,29 @@ mod tests {
     }
 
     #[test]
+    fn file_stems_decode_back_to_names() {
+        for name in ["alice", "john.doe", ".hidden", "alice@EXAMPLE.COM", "a%b"] {
+            assert_eq!(
+                name_from_stem(&account(name).file_stem()).as_deref(),
+                Some(name)
+            );
+        }
+        assert_eq!(name_from_stem("bad%zz"), None);
+    }
+
+    #[test]
     fn names_that_cannot_be_accounts_are_not_looked_up() {
         for bad in ["", ".", "..", "a/b", "a\0b", "a\nb", &"x".repeat(300)] {
             assert!(!plausible_name(bad), "{bad:?}");
             assert_eq!(lookup(bad), Ok(None));
         }
+    }
+
+    #[test]
+    fn root_is_in_the_root_group() -> Result<(), LookupError> {
+        let root = lookup("root")?.ok_or(LookupError("no root".into()))?;
+        assert!(System.groups(&root)?.contains(&"root".to_string()));
+        Ok(())
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod login;
 pub mod otp;
 pub mod policy;
+pub mod qr;
 pub mod recovery;
 pub mod secret;
 pub mod securefile;

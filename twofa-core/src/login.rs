@@ -8,13 +8,16 @@
 use zeroize::Zeroizing;
 
 use crate::audit::{Event, Outcome, Reason};
-use crate::config::{Config, Unenrolled};
-use crate::enrollment::Enrollment;
-use crate::identity::{Account, LookupError};
+use crate::config::Config;
+use crate::enrollment::{Enrollment, Factor, RecoveryFactor, TotpFactor};
+use crate::identity::{Account, Directory};
 use crate::otp;
 use crate::policy::{self, Plan, Who};
+use crate::qr;
 use crate::recovery;
-use crate::store::{FailureOutcome, RecoveryOutcome, StepOutcome, Store};
+use crate::secret::Secret;
+use crate::store::{FailureOutcome, RecoveryOutcome, StepOutcome, Store, StoreError};
+use crate::uri;
 
 /// The prompt for the code, the same for every user and every path.
 pub const CODE_PROMPT: &str = "Verification code: ";
@@ -31,6 +34,9 @@ pub trait Conversation {
     /// Shows a message the user must see (PAM_ERROR_MSG, even under PAM_SILENT: sudo always
     /// sets it). Best effort: an application that can't show it (vsftpd) is no reason to fail.
     fn show_error(&mut self, message: &str);
+    /// Shows text the user must read to go on (PAM_TEXT_INFO, even under PAM_SILENT): the QR
+    /// code and recovery codes of a self-enrollment.
+    fn show_notice(&mut self, message: &str);
     /// Shows an advisory line (PAM_TEXT_INFO); the application's PAM_SILENT hides it.
     fn show_info(&mut self, message: &str);
 }
@@ -58,6 +64,8 @@ pub enum CodeSource {
 pub struct Request<'a> {
     /// PAM_USER.
     pub user: &'a str,
+    /// PAM_SERVICE.
+    pub service: &'a str,
     /// PAM_RHOST, if any.
     pub rhost: Option<&'a str>,
     /// The stack marked the password as failed (`password_failed` line ran).
@@ -117,46 +125,51 @@ pub struct Split {
 /// Splits "password followed by code" for the `concat` line, before any password is checked.
 ///
 /// The code is the last `digits` characters of the user's own enrollment. Everyone else (a
-/// name with no account, an unenrolled user under `deny`, an enrollment that can't be read)
-/// is split at the policy's default length, so the split says nothing about who exists; an
-/// unreadable enrollment is reported by the `Verify` line, after the password. Only an
-/// unenrolled user under `allow` keeps the whole field as the password.
+/// name with no account, an unenrolled user who will be denied, an enrollment that can't be
+/// read) is split at the policy's default length, so the split says nothing about who exists;
+/// an unreadable enrollment is reported by the `Verify` line, after the password. Users who
+/// will be let in without a code (unenrolled under `allow` or in grace, exempt by group or
+/// service) keep the whole field as the password.
 pub fn split_field(
     config: &Config,
     store: &dyn Store,
-    lookup: &dyn Fn(&str) -> Result<Option<Account>, LookupError>,
-    user: &str,
+    dir: &dyn Directory,
+    req: &Request<'_>,
     field: &[u8],
 ) -> Split {
     // A recovery code typed with its dashes ends the field the same way for everyone.
     if recovery::formatted_suffix(field) {
-        let cut = field.len() - recovery::FORMATTED_LEN;
-        let (password, code) = field.split_at(cut);
-        return Split {
-            password: Zeroizing::new(password.to_vec()),
-            code: Some(Zeroizing::new(code.to_vec())),
-        };
+        return cut_code(field, recovery::FORMATTED_LEN as u32);
     }
-    let enrollment = match lookup(user) {
-        Ok(Some(account)) => Some(store.enrollment(&account)),
-        _ => None,
+    let whole = || Split {
+        password: Zeroizing::new(field.to_vec()),
+        code: None,
     };
-    let digits = match &enrollment {
-        Some(Ok(Some(e))) => e.totp().map(|t| t.params.digits),
-        Some(Ok(None)) => None,
-        Some(Err(_)) | None => Some(config.totp.params.digits),
+    let default = config.totp.params.digits;
+    let Ok(Some(account)) = dir.lookup(req.user) else {
+        return cut_code(field, default);
     };
-    let digits = match (digits, config.unenrolled) {
-        (Some(d), _) => d,
-        (None, Unenrolled::Allow) => {
-            return Split {
-                password: Zeroizing::new(field.to_vec()),
-                code: None,
-            }
+    if exemption_of(config, dir, req.service, &account)
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        return whole();
+    }
+    match store.enrollment(&account) {
+        Ok(Some(e)) => {
+            let digits = e
+                .totp()
+                .map(|t| t.params.digits)
+                .or_else(|| e.hotp().map(|h| h.params.digits));
+            cut_code(field, digits.unwrap_or(default))
         }
-        (None, Unenrolled::Deny) => config.totp.params.digits,
-    };
-    cut_code(field, digits)
+        Ok(None) => match policy::plan(false, Who::NotEnrolled, None, config.unenrolled, req.now) {
+            Plan::Ignore(_) | Plan::Grace(_) => whole(),
+            _ => cut_code(field, default),
+        },
+        Err(_) => cut_code(field, default),
+    }
 }
 
 /// Cuts the last `digits` bytes of `field` as the code; the rest is the password. A field
@@ -170,17 +183,33 @@ pub fn cut_code(field: &[u8], digits: u32) -> Split {
     }
 }
 
+/// The policy's exemption of `account` on `service`, looking groups up only if the policy
+/// names any.
+fn exemption_of(
+    config: &Config,
+    dir: &dyn Directory,
+    service: &str,
+    account: &Account,
+) -> Result<Option<Reason>, crate::identity::LookupError> {
+    let groups = if policy::needs_groups(config) {
+        dir.groups(account)?
+    } else {
+        Vec::new()
+    };
+    Ok(policy::exemption(config, service, &groups))
+}
+
 /// Runs the second-factor step.
 pub fn authenticate(
     config: &Config,
     store: &dyn Store,
-    lookup: &dyn Fn(&str) -> Result<Option<Account>, LookupError>,
+    dir: &dyn Directory,
     conv: &mut dyn Conversation,
     req: &Request<'_>,
 ) -> Decision {
     let mut event = Event::new(req.user, req.rhost);
 
-    let account = match lookup(req.user) {
+    let account = match dir.lookup(req.user) {
         Ok(a) => a,
         // After a failed password nothing but the prompt matters: don't reveal a broken
         // directory service either.
@@ -227,9 +256,36 @@ pub fn authenticate(
         (Some(_), None) => Who::NotEnrolled,
         (Some(_), Some(_)) => Who::Enrolled,
     };
+    // Exemptions are only looked at once the password is verified and the account known.
+    let exempt = match (&account, req.password_failed) {
+        (Some(a), false) => match exemption_of(config, dir, req.service, a) {
+            Ok(e) => e,
+            Err(e) => {
+                return decide(
+                    event,
+                    Outcome::Error,
+                    Reason::AccountLookupError,
+                    Some(e.to_string()),
+                )
+            }
+        },
+        _ => None,
+    };
 
-    match policy::plan(req.password_failed, who, config.unenrolled) {
+    match policy::plan(req.password_failed, who, exempt, config.unenrolled, req.now) {
         Plan::Ignore(reason) => decide(event, Outcome::Ignore, reason, None),
+        Plan::Grace(until) => {
+            conv.show_notice(&format!(
+                "Two-factor authentication will be required from {}: ask your administrator to enroll you (twofa-enroll).",
+                day_of(until)
+            ));
+            decide(
+                event,
+                Outcome::Ignore,
+                Reason::Grace,
+                Some(format!("grace until {}", day_of(until))),
+            )
+        }
         Plan::AskThenDeny(reason) => {
             let answer = answer(req, conv);
             // Do the same work as a real check, so the time taken says nothing either; the
@@ -240,6 +296,15 @@ pub fn authenticate(
             }
             decide(event, Outcome::Deny, reason, None)
         }
+        Plan::SelfEnroll => match account.as_ref() {
+            Some(a) => self_enroll(config, store, conv, req, event, a),
+            None => decide(
+                event,
+                Outcome::Error,
+                Reason::InternalError,
+                Some("no account".into()),
+            ),
+        },
         Plan::AskAndVerify => {
             let (Some(account), Some(enrollment)) = (account.as_ref(), enrollment.as_ref()) else {
                 return decide(
@@ -252,6 +317,22 @@ pub fn authenticate(
             verify(config, store, conv, req, event, account, enrollment)
         }
     }
+}
+
+/// `2026-12-31` for the day before the Unix time `end` (an exclusive end of day).
+fn day_of(end: u64) -> String {
+    let days = end.saturating_sub(1) / 86_400;
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// What an answer matched.
@@ -268,7 +349,7 @@ enum Matched {
 }
 
 /// Checks an answer against the user's factors: a TOTP or HOTP code if it has that shape
-/// (TOTP first), else a recovery code if it has that shape. `hotp_from` is the next HOTP
+/// (TOTP first), then a recovery code if it has that shape. `hotp_from` is the next HOTP
 /// counter. Pure: nothing is spent here.
 fn match_answer(
     config: &Config,
@@ -322,7 +403,65 @@ fn recovery_left(e: &Enrollment, used: &[String]) -> usize {
 /// Fewest recovery codes left before the login says so.
 pub const FEW_RECOVERY_CODES: usize = 3;
 
-/// The check after a verified password: lock, answer, one atomic store operation.
+/// The enrolled-at time of the factor a code login used.
+fn enrolled_at(e: &Enrollment) -> Option<u64> {
+    e.factors.iter().find_map(|f| match f {
+        Factor::Totp(t) => Some(t.enrolled_at),
+        Factor::Hotp(h) => Some(h.enrolled_at),
+        Factor::Recovery(_) => None,
+    })
+}
+
+/// Whether an enrollment is older than the policy's `enrollment_max_age_days`; its age in
+/// days if so.
+pub fn expired_age(config: &Config, e: &Enrollment, now: u64) -> Option<u64> {
+    let max = config.enrollment_max_age_days;
+    let age = now.saturating_sub(enrolled_at(e)?) / 86_400;
+    (max > 0 && age > max).then_some(age)
+}
+
+/// A success: the code login is in. Tells the user if the enrollment is old, and remembers the
+/// remote host if the policy says so.
+fn success(
+    c: &Checked<'_>,
+    conv: &mut dyn Conversation,
+    event: Event,
+    detail: Option<String>,
+) -> Decision {
+    let (config, store, req, account, enrollment) =
+        (c.config, c.store, c.req, c.account, c.enrollment);
+    if let Some(age) = expired_age(config, enrollment, req.now) {
+        conv.show_info(&format!(
+            "Your 2FA enrollment is {age} days old; re-enroll with twofa-enroll (ask your administrator)."
+        ));
+    }
+    let mut detail = detail;
+    if let Some(host) = rememberable(config, req) {
+        let until = req.now.saturating_add(config.remember_host_seconds);
+        if let Err(e) = store.remember_host(account, host, req.now, until) {
+            detail = Some(format!("host not remembered: {e}"));
+        }
+    }
+    decide(event, Outcome::Success, Reason::Ok, detail)
+}
+
+/// What a code check after a verified password works with.
+struct Checked<'a> {
+    config: &'a Config,
+    store: &'a dyn Store,
+    req: &'a Request<'a>,
+    account: &'a Account,
+    enrollment: &'a Enrollment,
+}
+
+/// The remote host to remember, if the policy remembers hosts and there is one.
+fn rememberable<'a>(config: &Config, req: &Request<'a>) -> Option<&'a str> {
+    req.rhost
+        .filter(|h| config.remember_host_seconds > 0 && !h.trim().is_empty())
+}
+
+/// The check after a verified password: lock, remembered host, answer, one atomic store
+/// operation.
 fn verify(
     config: &Config,
     store: &dyn Store,
@@ -332,6 +471,13 @@ fn verify(
     account: &Account,
     enrollment: &Enrollment,
 ) -> Decision {
+    let checked = Checked {
+        config,
+        store,
+        req,
+        account,
+        enrollment,
+    };
     let locked = |conv: &mut dyn Conversation, event: Event, until: u64| {
         conv.show_error(&locked_message(until, req.now));
         decide(
@@ -356,6 +502,11 @@ fn verify(
     if let Some(until) = state.locked_at(req.now) {
         return locked(conv, event, until);
     }
+    if let Some(host) = rememberable(config, req) {
+        if state.host_remembered(host, req.now) {
+            return decide(event, Outcome::Success, Reason::RememberedHost, None);
+        }
+    }
     let answer = match answer(req, conv) {
         Ok(a) => a,
         Err(ConversationError) => {
@@ -370,38 +521,23 @@ fn verify(
         req.now,
         hotp_from,
     );
+    let stored = |r: Result<StepOutcome, StoreError>| r.map_err(|e| e.to_string());
     let reason = match matched {
-        Matched::Totp(step) => match store.accept_step(account, step, req.now) {
-            Ok(StepOutcome::Accepted) => return decide(event, Outcome::Success, Reason::Ok, None),
+        Matched::Totp(step) => match stored(store.accept_step(account, step, req.now)) {
+            Ok(StepOutcome::Accepted) => return success(&checked, conv, event, None),
             Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
             // Locked by a parallel login meanwhile: refused, not counted.
             Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
-            Err(e) => {
-                return decide(
-                    event,
-                    Outcome::Error,
-                    Reason::StateError,
-                    Some(e.to_string()),
-                )
-            }
+            Err(e) => return decide(event, Outcome::Error, Reason::StateError, Some(e)),
         },
         Matched::Hotp(counter) => {
             event.factor = Some("hotp");
             let start = enrollment.hotp().map_or(0, |h| h.counter);
-            match store.accept_hotp(account, counter, start, req.now) {
-                Ok(StepOutcome::Accepted) => {
-                    return decide(event, Outcome::Success, Reason::Ok, None)
-                }
+            match stored(store.accept_hotp(account, counter, start, req.now)) {
+                Ok(StepOutcome::Accepted) => return success(&checked, conv, event, None),
                 Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
                 Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
-                Err(e) => {
-                    return decide(
-                        event,
-                        Outcome::Error,
-                        Reason::StateError,
-                        Some(e.to_string()),
-                    )
-                }
+                Err(e) => return decide(event, Outcome::Error, Reason::StateError, Some(e)),
             }
         }
         Matched::Recovery(index) => {
@@ -421,12 +557,8 @@ fn verify(
                         );
                     }
                     conv.show_info(&info);
-                    return decide(
-                        event,
-                        Outcome::Success,
-                        Reason::Ok,
-                        Some(format!("{left} recovery codes left")),
-                    );
+                    let detail = Some(format!("{left} recovery codes left"));
+                    return success(&checked, conv, event, detail);
                 }
                 Ok(RecoveryOutcome::AlreadyUsed) => Reason::ReplayedCode,
                 Ok(RecoveryOutcome::Locked(until)) => return locked(conv, event, until),
@@ -457,30 +589,170 @@ fn verify(
     decide(event, Outcome::Deny, reason, detail)
 }
 
+/// Self-enrollment at login (`unenrolled = "enroll"`), after a verified password: a new
+/// secret shown as a QR code and URI, one code to confirm, recovery codes shown once, and the
+/// root-owned enrollment written. A wrong code writes nothing: the user is asked to enroll
+/// again at the next login.
+fn self_enroll(
+    config: &Config,
+    store: &dyn Store,
+    conv: &mut dyn Conversation,
+    req: &Request<'_>,
+    mut event: Event,
+    account: &Account,
+) -> Decision {
+    event.factor = Some("totp");
+    if matches!(req.code, CodeSource::Field(_)) {
+        // One question only (FTP): there is no way to show a QR code and ask for a code.
+        return decide(
+            event,
+            Outcome::Deny,
+            Reason::SelfEnrollFailed,
+            Some("enrollment needs an interactive login (ssh), not a one-field one".into()),
+        );
+    }
+    let params = config.totp.params;
+    let secret = match Secret::generate(params.algorithm.new_secret_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            return decide(
+                event,
+                Outcome::Error,
+                Reason::InternalError,
+                Some(e.to_string()),
+            )
+        }
+    };
+    let link = uri::totp_uri(&config.totp.issuer, &account.name, &secret, &params);
+    let picture = qr::text(&link).unwrap_or_default();
+    conv.show_notice(&format!(
+        "Two-factor authentication is required for {}. Scan this QR code with an authenticator app:\n{picture}\nor enter this key: {}\n({}, {} digits, {} s). Then type the code it shows.",
+        account.name,
+        secret.to_base32().as_str(),
+        params.algorithm,
+        params.digits,
+        params.period
+    ));
+    let answer = match conv.ask_hidden(CODE_PROMPT) {
+        Ok(a) => a,
+        Err(ConversationError) => {
+            return decide(event, Outcome::Deny, Reason::ConversationFailed, None)
+        }
+    };
+    let step = answer
+        .as_deref()
+        .and_then(|a| otp::normalize_code(a, params.digits))
+        .and_then(|c| otp::verify_totp(secret.bytes(), &params, &c, req.now, config.totp.window));
+    let Some(step) = step else {
+        conv.show_error("That code is not right; nothing was saved. You will be asked to enroll again at your next login.");
+        return decide(
+            event,
+            Outcome::Deny,
+            Reason::SelfEnrollFailed,
+            Some("wrong confirmation code".into()),
+        );
+    };
+    let mut enrollment = Enrollment {
+        account: account.name.clone(),
+        factors: vec![Factor::Totp(TotpFactor {
+            secret,
+            params,
+            enrolled_at: req.now,
+        })],
+    };
+    let codes = if config.recovery_codes > 0 {
+        match recovery::issue(config.recovery_codes) {
+            Ok(set) => {
+                enrollment.set_recovery(RecoveryFactor {
+                    salt: set.salt,
+                    hashes: set.hashes,
+                    issued_at: req.now,
+                });
+                set.codes
+            }
+            Err(e) => {
+                return decide(
+                    event,
+                    Outcome::Error,
+                    Reason::InternalError,
+                    Some(e.to_string()),
+                )
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    // Never replaces an enrollment (a parallel login may have enrolled first).
+    if let Err(e) = store.put_enrollment(account, &enrollment, false) {
+        return decide(
+            event,
+            Outcome::Error,
+            Reason::EnrollmentError,
+            Some(e.to_string()),
+        );
+    }
+    // The confirmation code is spent.
+    let _ = store.accept_step(account, step, req.now);
+    if !codes.is_empty() {
+        let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+        conv.show_notice(&format!(
+            "You are enrolled. Recovery codes (each works once in place of a code; keep them safe, they are not shown again):\n{}",
+            list.join("\n")
+        ));
+    }
+    decide(event, Outcome::Success, Reason::Enrolled, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Unenrolled;
     use crate::enrollment::{Factor, TotpFactor};
     use crate::otp::Params;
     use crate::secret::Secret;
     use crate::state::UserState;
-    use crate::store::{Lockout, StoreError};
+    use crate::store::Lockout;
     use std::cell::RefCell;
     use std::collections::HashMap;
     use std::path::PathBuf;
 
-    /// A store in memory, to test the flow without files.
+    /// A store in memory, to test the flow without files. State changes go through the same
+    /// `UserState` methods as the file store's.
     #[derive(Default)]
     struct MemStore {
-        enrolled: HashMap<String, Enrollment>,
+        enrolled: RefCell<HashMap<String, Enrollment>>,
         state: RefCell<HashMap<String, UserState>>,
+    }
+
+    impl MemStore {
+        fn with_state<T>(
+            &self,
+            a: &Account,
+            f: impl FnOnce(&mut UserState) -> T,
+        ) -> Result<T, StoreError> {
+            Ok(f(self
+                .state
+                .borrow_mut()
+                .entry(a.name.clone())
+                .or_default()))
+        }
     }
 
     impl Store for MemStore {
         fn enrollment(&self, a: &Account) -> Result<Option<Enrollment>, StoreError> {
-            Ok(self.enrolled.get(&a.name).cloned())
+            Ok(self.enrolled.borrow().get(&a.name).cloned())
         }
-        fn put_enrollment(&self, _: &Account, _: &Enrollment, _: bool) -> Result<(), StoreError> {
+        fn put_enrollment(
+            &self,
+            a: &Account,
+            e: &Enrollment,
+            replace: bool,
+        ) -> Result<(), StoreError> {
+            let mut all = self.enrolled.borrow_mut();
+            if !replace && all.contains_key(&a.name) {
+                return Err(StoreError::AlreadyEnrolled(a.name.clone()));
+            }
+            all.insert(a.name.clone(), e.clone());
             Ok(())
         }
         fn disable_enrollment(&self, _: &Account, _: u64) -> Result<Option<PathBuf>, StoreError> {
@@ -495,12 +767,7 @@ mod tests {
                 .unwrap_or_default())
         }
         fn accept_step(&self, a: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError> {
-            Ok(self
-                .state
-                .borrow_mut()
-                .entry(a.name.clone())
-                .or_default()
-                .accept_step(step, now))
+            self.with_state(a, |s| s.accept_step(step, now))
         }
         fn record_failure(
             &self,
@@ -508,20 +775,10 @@ mod tests {
             now: u64,
             l: &Lockout,
         ) -> Result<FailureOutcome, StoreError> {
-            Ok(self
-                .state
-                .borrow_mut()
-                .entry(a.name.clone())
-                .or_default()
-                .record_failure(now, l))
+            self.with_state(a, |s| s.record_failure(now, l))
         }
         fn reset_failures(&self, a: &Account) -> Result<(), StoreError> {
-            self.state
-                .borrow_mut()
-                .entry(a.name.clone())
-                .or_default()
-                .reset_failures();
-            Ok(())
+            self.with_state(a, UserState::reset_failures)
         }
         fn consume_recovery(
             &self,
@@ -529,12 +786,7 @@ mod tests {
             h: &str,
             now: u64,
         ) -> Result<RecoveryOutcome, StoreError> {
-            Ok(self
-                .state
-                .borrow_mut()
-                .entry(a.name.clone())
-                .or_default()
-                .consume_recovery(h, now))
+            self.with_state(a, |s| s.consume_recovery(h, now))
         }
         fn accept_hotp(
             &self,
@@ -543,12 +795,36 @@ mod tests {
             start: u64,
             now: u64,
         ) -> Result<StepOutcome, StoreError> {
-            Ok(self
-                .state
-                .borrow_mut()
-                .entry(a.name.clone())
-                .or_default()
-                .accept_hotp(c, start, now))
+            self.with_state(a, |s| s.accept_hotp(c, start, now))
+        }
+        fn remember_host(
+            &self,
+            a: &Account,
+            host: &str,
+            now: u64,
+            until: u64,
+        ) -> Result<(), StoreError> {
+            self.with_state(a, |s| s.remember_host(host, until, now))
+        }
+    }
+
+    /// alice (enrolled in `world`), bob (not), carol (in group "backup"); nobody else.
+    struct Dir;
+
+    impl Directory for Dir {
+        fn lookup(&self, name: &str) -> Result<Option<Account>, crate::identity::LookupError> {
+            Ok(["alice", "bob", "carol"].contains(&name).then(|| Account {
+                name: name.into(),
+                uid: 1000,
+                gid: 1000,
+            }))
+        }
+        fn groups(&self, a: &Account) -> Result<Vec<String>, crate::identity::LookupError> {
+            Ok(if a.name == "carol" {
+                vec!["carol".into(), "backup".into()]
+            } else {
+                vec![a.name.clone()]
+            })
         }
     }
 
@@ -585,32 +861,36 @@ mod tests {
         fn show_info(&mut self, message: &str) {
             self.prompts.push(format!("info: {message}"));
         }
+        fn show_notice(&mut self, message: &str) {
+            self.prompts.push(format!("notice: {message}"));
+        }
+    }
+
+    fn req_for(user: &str, code: CodeSource) -> Request<'_> {
+        Request {
+            service: "sshd",
+            user,
+            rhost: Some("192.0.2.7"),
+            password_failed: false,
+            now: NOW,
+            code,
+        }
     }
 
     const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"; // "12345678901234567890"
     const NOW: u64 = 1_111_111_111; // RFC 6238: 6-digit SHA1 code 050471 at this time
 
-    fn lookup(name: &str) -> Result<Option<Account>, LookupError> {
-        match name {
-            "alice" | "bob" => Ok(Some(Account {
-                name: name.into(),
-                uid: 1000,
-            })),
-            _ => Ok(None),
-        }
-    }
-
     fn world() -> Result<MemStore, String> {
-        let mut s = MemStore::default();
+        let s = MemStore::default();
         let secret = Secret::from_base32(SECRET).map_err(|e| e.to_string())?;
-        s.enrolled.insert(
+        s.enrolled.borrow_mut().insert(
             "alice".into(),
             Enrollment {
                 account: "alice".into(),
                 factors: vec![Factor::Totp(TotpFactor {
                     secret,
                     params: Params::DEFAULT,
-                    enrolled_at: 0,
+                    enrolled_at: NOW,
                 })],
             },
         );
@@ -629,13 +909,14 @@ mod tests {
             prompts: vec![],
         };
         let req = Request {
+            service: "sshd",
             user,
             rhost: Some("192.0.2.7"),
             password_failed: failed,
             now: NOW,
             code: CodeSource::Ask,
         };
-        let d = authenticate(config, store, &lookup, &mut conv, &req);
+        let d = authenticate(config, store, &Dir, &mut conv, &req);
         (d, conv.prompts)
     }
 
@@ -726,7 +1007,8 @@ mod tests {
     }
 
     fn split(c: &Config, s: &MemStore, user: &str, field: &str) -> (String, Option<String>) {
-        let sp = split_field(c, s, &lookup, user, field.as_bytes());
+        let req = req_for(user, CodeSource::Ask);
+        let sp = split_field(c, s, &Dir, &req, field.as_bytes());
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (text(&sp.password), sp.code.map(|c| text(&c)))
     }
@@ -766,13 +1048,14 @@ mod tests {
                 prompts: vec![],
             };
             let req = Request {
+                service: "sshd",
                 user: "alice",
                 rhost: None,
                 password_failed: failed,
                 now: NOW,
                 code: CodeSource::Field(Some(Zeroizing::new(code.as_bytes().to_vec()))),
             };
-            let d = authenticate(&c, &s, &lookup, &mut conv, &req);
+            let d = authenticate(&c, &s, &Dir, &mut conv, &req);
             assert_eq!(d.outcome, outcome, "{failed} {code}");
             assert!(conv.prompts.is_empty());
         }
@@ -797,13 +1080,14 @@ mod tests {
                 prompts: vec![],
             };
             let req = Request {
+                service: "sshd",
                 user: "alice",
                 rhost: None,
                 password_failed: false,
                 now: NOW,
                 code: CodeSource::Ask,
             };
-            last = Some((authenticate(&c, &s, &lookup, &mut conv, &req), conv));
+            last = Some((authenticate(&c, &s, &Dir, &mut conv, &req), conv));
         }
         let (d, conv) = last.ok_or("no run")?;
         assert_eq!(
@@ -820,13 +1104,14 @@ mod tests {
             prompts: vec![],
         };
         let req = Request {
+            service: "sshd",
             user: "alice",
             rhost: None,
             password_failed: false,
             now: NOW + 1,
             code: CodeSource::Ask,
         };
-        let d = authenticate(&c, &s, &lookup, &mut conv, &req);
+        let d = authenticate(&c, &s, &Dir, &mut conv, &req);
         assert_eq!((d.outcome, d.event.reason), (Outcome::Deny, Reason::Locked));
         assert_eq!(
             conv.prompts,
@@ -844,6 +1129,7 @@ mod tests {
             prompts: vec![],
         };
         let req = Request {
+            service: "sshd",
             user: "alice",
             rhost: None,
             password_failed: false,
@@ -860,7 +1146,7 @@ mod tests {
         .ok_or("code")?;
         conv.answers = vec![Box::leak(later.into_boxed_str())];
         assert_eq!(
-            authenticate(&c, &s, &lookup, &mut conv, &req).outcome,
+            authenticate(&c, &s, &Dir, &mut conv, &req).outcome,
             Outcome::Success
         );
         Ok(())
@@ -880,7 +1166,8 @@ mod tests {
 
     fn with_recovery(s: &mut MemStore, n: usize) -> Result<Vec<String>, String> {
         let set = crate::recovery::issue(n).map_err(|e| e.to_string())?;
-        let e = s.enrolled.get_mut("alice").ok_or("alice")?;
+        let mut all = s.enrolled.borrow_mut();
+        let e = all.get_mut("alice").ok_or("alice")?;
         e.set_recovery(crate::enrollment::RecoveryFactor {
             salt: set.salt,
             hashes: set.hashes,
@@ -895,13 +1182,14 @@ mod tests {
             prompts: vec![],
         };
         let req = Request {
+            service: "sshd",
             user: "alice",
             rhost: None,
             password_failed: false,
             now: NOW,
             code,
         };
-        let d = authenticate(&Config::default(), s, &lookup, &mut conv, &req);
+        let d = authenticate(&Config::default(), s, &Dir, &mut conv, &req);
         (d, conv.prompts)
     }
 
@@ -946,7 +1234,13 @@ mod tests {
         let mut s = world()?;
         let codes = with_recovery(&mut s, 2)?;
         let field = format!("hunter2{}", codes[1]);
-        let sp = split_field(&Config::default(), &s, &lookup, "alice", field.as_bytes());
+        let sp = split_field(
+            &Config::default(),
+            &s,
+            &Dir,
+            &req_for("alice", CodeSource::Ask),
+            field.as_bytes(),
+        );
         assert_eq!(sp.password.as_slice(), b"hunter2");
         let (d, _) = login(&s, String::new(), CodeSource::Field(sp.code));
         assert_eq!(
@@ -958,9 +1252,9 @@ mod tests {
 
     #[test]
     fn an_hotp_token_logs_in_with_look_ahead_and_each_press_works_once() -> Result<(), String> {
-        let mut s = MemStore::default();
+        let s = MemStore::default();
         let secret = Secret::from_base32(SECRET).map_err(|e| e.to_string())?;
-        s.enrolled.insert(
+        s.enrolled.borrow_mut().insert(
             "bob".into(),
             Enrollment {
                 account: "bob".into(),
@@ -979,13 +1273,14 @@ mod tests {
                 prompts: vec![],
             };
             let req = Request {
+                service: "sshd",
                 user: "bob",
                 rhost: None,
                 password_failed: false,
                 now: NOW,
                 code: CodeSource::Ask,
             };
-            authenticate(&c, &s, &lookup, &mut conv, &req)
+            authenticate(&c, &s, &Dir, &mut conv, &req)
         };
         // RFC 4226: counter 3 = 969429, 2 = 359152, 4 = 338314, 15 would be beyond look-ahead.
         let d = go("969429");
@@ -996,6 +1291,283 @@ mod tests {
         assert_eq!(go("969429").event.reason, Reason::ReplayedCode);
         assert_eq!(go("359152").outcome, Outcome::Deny); // an older press
         assert_eq!(go("338314").outcome, Outcome::Success);
+        Ok(())
+    }
+
+    fn run_with(
+        c: &Config,
+        s: &MemStore,
+        user: &'static str,
+        answers: Vec<&'static str>,
+    ) -> (Decision, Vec<String>) {
+        let mut conv = Script {
+            answers,
+            prompts: vec![],
+        };
+        let d = authenticate(c, s, &Dir, &mut conv, &req_for(user, CodeSource::Ask));
+        (d, conv.prompts)
+    }
+
+    #[test]
+    fn unenrolled_users_in_grace_are_told_until_when_then_denied() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            unenrolled: Unenrolled::Grace(NOW + 86_400),
+            ..Config::default()
+        };
+        let (d, prompts) = run_with(&c, &s, "bob", vec![]);
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Ignore, Reason::Grace)
+        );
+        assert_eq!(prompts.len(), 1);
+        assert!(
+            prompts[0]
+                .starts_with("notice: Two-factor authentication will be required from 2005-03-19"),
+            "{prompts:?}"
+        );
+        let c = Config {
+            unenrolled: Unenrolled::Grace(NOW),
+            ..Config::default()
+        };
+        let (d, prompts) = run_with(&c, &s, "bob", vec!["123456"]);
+        assert_eq!(
+            (d.outcome, d.event.reason, prompts),
+            (
+                Outcome::Deny,
+                Reason::GraceExpired,
+                vec![CODE_PROMPT.to_string()]
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn exempt_groups_and_services_skip_the_code_only_after_the_password() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            exempt_groups: vec!["backup".into()],
+            exempt_services: vec!["console".into()],
+            ..Config::default()
+        };
+        let (d, prompts) = run_with(&c, &s, "carol", vec![]);
+        assert_eq!(
+            (d.outcome, d.event.reason, prompts.len()),
+            (Outcome::Ignore, Reason::ExemptGroup, 0)
+        );
+        let mut conv = Script {
+            answers: vec![],
+            prompts: vec![],
+        };
+        let req = Request {
+            service: "console",
+            ..req_for("alice", CodeSource::Ask)
+        };
+        assert_eq!(
+            authenticate(&c, &s, &Dir, &mut conv, &req).event.reason,
+            Reason::ExemptService
+        );
+        // A wrong password is never let through by an exemption.
+        let mut conv = Script {
+            answers: vec!["1"],
+            prompts: vec![],
+        };
+        let req = Request {
+            password_failed: true,
+            ..req_for("carol", CodeSource::Ask)
+        };
+        let d = authenticate(&c, &s, &Dir, &mut conv, &req);
+        assert_eq!(
+            (d.outcome, conv.prompts),
+            (Outcome::Deny, vec![CODE_PROMPT.to_string()])
+        );
+        // enforce_groups: only members need a code.
+        let c = Config {
+            enforce_groups: vec!["admins".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            run_with(&c, &s, "alice", vec![]).0.event.reason,
+            Reason::NotEnforced
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_remembered_host_needs_no_code_for_a_while_and_never_an_empty_one() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            remember_host_seconds: 3600,
+            ..Config::default()
+        };
+        let (d, _) = run_with(&c, &s, "alice", vec!["050471"]);
+        assert_eq!(d.outcome, Outcome::Success);
+        let (d, prompts) = run_with(&c, &s, "alice", vec![]);
+        assert_eq!(
+            (d.outcome, d.event.reason, prompts.len()),
+            (Outcome::Success, Reason::RememberedHost, 0)
+        );
+        let mut conv = Script {
+            answers: vec![],
+            prompts: vec![],
+        };
+        let other = Request {
+            rhost: Some("198.51.100.9"),
+            ..req_for("alice", CodeSource::Ask)
+        };
+        assert_eq!(
+            authenticate(&c, &s, &Dir, &mut conv, &other).event.reason,
+            Reason::ConversationFailed
+        );
+        let mut conv = Script {
+            answers: vec![],
+            prompts: vec![],
+        };
+        let later = Request {
+            now: NOW + 3600,
+            ..req_for("alice", CodeSource::Ask)
+        };
+        assert_eq!(
+            authenticate(&c, &s, &Dir, &mut conv, &later).event.reason,
+            Reason::ConversationFailed
+        );
+        let mut conv = Script {
+            answers: vec![],
+            prompts: vec![],
+        };
+        let empty = Request {
+            rhost: Some(""),
+            ..req_for("alice", CodeSource::Ask)
+        };
+        assert_eq!(
+            authenticate(&c, &s, &Dir, &mut conv, &empty).event.reason,
+            Reason::ConversationFailed
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_old_enrollment_still_works_and_says_so() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            enrollment_max_age_days: 30,
+            ..Config::default()
+        };
+        let mut conv = Script {
+            answers: vec!["050471"],
+            prompts: vec![],
+        };
+        let req = Request {
+            now: NOW + 40 * 86_400,
+            ..req_for("alice", CodeSource::Ask)
+        };
+        let code = crate::otp::totp_at_step(
+            b"12345678901234567890",
+            crate::otp::step_at(req.now, 30),
+            &Params::DEFAULT,
+        )
+        .map(|c| c.to_string())
+        .ok_or("code")?;
+        conv.answers = vec![Box::leak(code.into_boxed_str())];
+        let d = authenticate(&c, &s, &Dir, &mut conv, &req);
+        assert_eq!(d.outcome, Outcome::Success);
+        assert_eq!(conv.prompts.last().map(String::as_str), Some("info: Your 2FA enrollment is 40 days old; re-enroll with twofa-enroll (ask your administrator)."));
+        Ok(())
+    }
+
+    /// A conversation that answers the code of the secret it was shown.
+    struct App {
+        shown: Vec<String>,
+        wrong: bool,
+    }
+
+    impl Conversation for App {
+        fn ask_hidden(&mut self, _: &str) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+            let key = self
+                .shown
+                .iter()
+                .find_map(|m| m.split("enter this key: ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .ok_or(ConversationError)?;
+            let secret = Secret::from_base32(key).map_err(|_| ConversationError)?;
+            let code = crate::otp::totp_at_step(
+                secret.bytes(),
+                crate::otp::step_at(NOW, 30),
+                &Params::DEFAULT,
+            )
+            .ok_or(ConversationError)?;
+            let answer = if self.wrong {
+                "000000".to_string()
+            } else {
+                code.to_string()
+            };
+            Ok(Some(Zeroizing::new(answer.into_bytes())))
+        }
+        fn show_error(&mut self, m: &str) {
+            self.shown.push(format!("error: {m}"));
+        }
+        fn show_notice(&mut self, m: &str) {
+            self.shown.push(m.to_string());
+        }
+        fn show_info(&mut self, m: &str) {
+            self.shown.push(m.to_string());
+        }
+    }
+
+    #[test]
+    fn self_enrollment_shows_a_qr_code_and_saves_only_a_confirmed_secret() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            unenrolled: Unenrolled::Enroll,
+            ..Config::default()
+        };
+        let mut wrong = App {
+            shown: vec![],
+            wrong: true,
+        };
+        let d = authenticate(&c, &s, &Dir, &mut wrong, &req_for("bob", CodeSource::Ask));
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::SelfEnrollFailed)
+        );
+        assert!(s.enrolled.borrow().get("bob").is_none());
+        assert!(
+            wrong.shown[0].contains("\u{2588}") && wrong.shown[0].contains("Scan this QR code")
+        );
+
+        let mut app = App {
+            shown: vec![],
+            wrong: false,
+        };
+        let d = authenticate(&c, &s, &Dir, &mut app, &req_for("bob", CodeSource::Ask));
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Success, Reason::Enrolled)
+        );
+        let saved = s.enrolled.borrow().get("bob").cloned().ok_or("not saved")?;
+        assert!(saved.totp().is_some());
+        assert_eq!(saved.recovery().map(|r| r.hashes.len()), Some(10));
+        assert!(app
+            .shown
+            .last()
+            .is_some_and(|m| m.starts_with("You are enrolled. Recovery codes")));
+        // The confirmation code is spent: the same code can't log in.
+        let code = app.ask_hidden("").map_err(|_| "code")?.ok_or("code")?;
+        let code: &'static str =
+            Box::leak(String::from_utf8_lossy(&code).into_owned().into_boxed_str());
+        assert_eq!(
+            run_with(&c, &s, "bob", vec![code]).0.event.reason,
+            Reason::ReplayedCode
+        );
+        // A one-field login can't show a QR code.
+        let d = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &mut app,
+            &req_for("carol", CodeSource::Field(None)),
+        );
+        assert_eq!(d.event.reason, Reason::SelfEnrollFailed);
         Ok(())
     }
 }

@@ -158,6 +158,8 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| {
             text.get(i..i + 2)
+                // from_str_radix alone would take a sign: "+a" is not hex.
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         })
         .collect()
@@ -166,6 +168,17 @@ pub fn from_hex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_only_hex_digits() {
+        assert_eq!(from_hex("00ffAB"), Some(vec![0x00, 0xff, 0xab]));
+        // u8::from_str_radix takes a sign: "+a" was read as 0x0a (fuzz/regressions/state).
+        assert_eq!(from_hex("+a"), None);
+        assert_eq!(from_hex("0+aa"), None);
+        assert_eq!(from_hex("-1"), None);
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("é1"), None);
+    }
 
     #[test]
     fn issued_codes_look_right_and_match_only_their_hash() -> Result<(), SecretError> {

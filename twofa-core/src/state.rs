@@ -81,6 +81,8 @@ pub struct UserState {
     pub last_success_at: Option<u64>,
     /// Recovery codes used, by their stored hash (hex).
     pub used_recovery: Vec<String>,
+    /// Remote hosts that need no code until a time: `(until, host)`.
+    pub remembered_hosts: Vec<(u64, String)>,
 }
 
 impl UserState {
@@ -90,7 +92,7 @@ impl UserState {
         let mut root = doc.root();
         check_version(&mut root)?;
         let max = u64::MAX >> 1;
-        let state = UserState {
+        let mut state = UserState {
             totp_last_step: root.unsigned("totp_last_step", 0, max)?,
             hotp_next: root.unsigned("hotp_next", 0, max)?,
             failures: root
@@ -107,7 +109,18 @@ impl UserState {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            remembered_hosts: Vec::new(),
         };
+        for entry in root.strings("remembered_hosts")?.unwrap_or_default() {
+            let parsed = entry
+                .split_once(' ')
+                .and_then(|(until, host)| Some((until.parse::<u64>().ok()?, host.to_string())))
+                .filter(|(_, host)| !host.is_empty());
+            match parsed {
+                Some(e) => state.remembered_hosts.push(e),
+                None => return Err(root.error("remembered_hosts", "each must be \"UNTIL HOST\"")),
+            }
+        }
         if state
             .used_recovery
             .iter()
@@ -136,6 +149,16 @@ impl UserState {
             if let Some(v) = value {
                 out.push_str(&format!("{key} = {v}\n"));
             }
+        }
+        if !self.remembered_hosts.is_empty() {
+            out.push_str("remembered_hosts = [\n");
+            for (until, host) in &self.remembered_hosts {
+                out.push_str(&format!(
+                    "    {},\n",
+                    crate::enrollment::quote(&format!("{until} {host}"))
+                ));
+            }
+            out.push_str("]\n");
         }
         if !self.used_recovery.is_empty() {
             out.push_str("used_recovery = [\n");
@@ -202,6 +225,22 @@ impl UserState {
         RecoveryOutcome::Consumed
     }
 
+    /// Whether `host` was remembered until after `now`.
+    pub fn host_remembered(&self, host: &str, now: u64) -> bool {
+        self.remembered_hosts
+            .iter()
+            .any(|(until, h)| h == host && *until > now)
+    }
+
+    /// Remembers `host` until `until`, dropping entries that have run out (and keeping at most
+    /// the 32 newest, so a user hopping between addresses can't grow the file without bound).
+    pub fn remember_host(&mut self, host: &str, until: u64, now: u64) {
+        self.remembered_hosts.retain(|(u, h)| *u > now && h != host);
+        self.remembered_hosts.push((until, host.to_string()));
+        let excess = self.remembered_hosts.len().saturating_sub(32);
+        self.remembered_hosts.drain(..excess);
+    }
+
     /// Forgets which recovery codes were used (a new set was issued).
     pub fn forget_recovery(&mut self) {
         self.used_recovery.clear();
@@ -265,6 +304,10 @@ mod tests {
             last_failure_at: Some(1_700_000_100),
             last_success_at: None,
             used_recovery: vec!["ab".repeat(32)],
+            remembered_hosts: vec![
+                (1_700_000_500, "192.0.2.7".into()),
+                (9, "host with \"quotes\"".into()),
+            ],
         };
         assert_eq!(UserState::parse(&s.to_toml())?, s);
         Ok(())
@@ -334,6 +377,20 @@ mod tests {
         assert_eq!(s.accept_hotp(7, 5, 3), StepOutcome::Replayed);
         assert_eq!(s.accept_hotp(6, 5, 4), StepOutcome::Replayed);
         assert_eq!(s.hotp_from(5), 8);
+    }
+
+    #[test]
+    fn remembered_hosts_run_out_and_stay_few() {
+        let mut s = UserState::default();
+        s.remember_host("192.0.2.7", 100, 10);
+        assert!(s.host_remembered("192.0.2.7", 99));
+        assert!(!s.host_remembered("192.0.2.7", 100));
+        assert!(!s.host_remembered("192.0.2.8", 50));
+        for i in 0..100 {
+            s.remember_host(&format!("10.0.0.{i}"), 1000, 20);
+        }
+        assert_eq!(s.remembered_hosts.len(), 32);
+        assert!(s.host_remembered("10.0.0.99", 500));
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub trait Store {
         enrolled_counter: u64,
         now: u64,
     ) -> Result<StepOutcome, StoreError>;
+    /// Remembers `host` for the account until `until` ([`UserState::remember_host`]).
+    fn remember_host(
+        &self,
+        account: &Account,
+        host: &str,
+        now: u64,
+        until: u64,
+    ) -> Result<(), StoreError>;
     /// Uses the recovery code with stored hash `hash_hex` once
     /// ([`UserState::consume_recovery`]).
     fn consume_recovery(
@@ -132,6 +140,21 @@ impl FileStore {
     /// The root directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The names of every enrolled account, sorted (for `status --all`).
+    pub fn enrolled_names(&self) -> Result<Vec<String>, StoreError> {
+        let Some(users) = self.sub(USERS, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = users
+            .names()?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".toml"))
+            .filter_map(crate::identity::name_from_stem)
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     fn sub(&self, name: &str, create: bool) -> Result<Option<SecureDir>, StoreError> {
@@ -294,6 +317,16 @@ impl Store for FileStore {
     ) -> Result<StepOutcome, StoreError> {
         self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
     }
+
+    fn remember_host(
+        &self,
+        account: &Account,
+        host: &str,
+        now: u64,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        self.update_state(account, |s| s.remember_host(host, until, now))
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +352,7 @@ mod tests {
         Account {
             name: "alice".into(),
             uid: 1000,
+            gid: 1000,
         }
     }
 

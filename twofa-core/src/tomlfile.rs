@@ -164,6 +164,24 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A calendar date (`2026-12-31` as a TOML date, or the same in quotes), if present,
+    /// as days since 1970-01-01.
+    pub fn date(&mut self, key: &str) -> Result<Option<i64>, FieldError> {
+        let Some(item) = self.take(key) else {
+            return Ok(None);
+        };
+        let text = match item.as_value() {
+            Some(Value::String(s)) => s.value().to_string(),
+            Some(Value::Datetime(d)) if d.value().time.is_none() && d.value().offset.is_none() => {
+                d.value().to_string()
+            }
+            _ => String::new(),
+        };
+        parse_date(&text)
+            .map(Some)
+            .ok_or_else(|| self.error(key, "must be a date like 2026-12-31"))
+    }
+
     /// An array of strings, if present.
     pub fn strings(&mut self, key: &str) -> Result<Option<Vec<&'a str>>, FieldError> {
         let Some(item) = self.take(key) else {
@@ -227,9 +245,68 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// `YYYY-MM-DD` as days since 1970-01-01 (proleptic Gregorian), if it is a real date.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.split('-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || !(1..=12).contains(&m) || d == 0 || text.len() != 10 {
+        return None;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if d > month_days[m as usize - 1] {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_days_since_the_epoch() -> Result<(), FieldError> {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2026-12-31"), Some(20_818));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        for bad in [
+            "2025-02-29",
+            "2026-13-01",
+            "2026-1-1",
+            "tomorrow",
+            "2026-12-31x",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        let doc = Doc::parse("a = 2026-12-31\nb = \"2026-12-31\"\nc = 2026-12-31T10:00:00Z\n")?;
+        let mut root = doc.root();
+        assert_eq!(root.date("a")?, Some(20_818));
+        assert_eq!(root.date("b")?, Some(20_818));
+        assert!(root.date("c").is_err());
+        Ok(())
+    }
 
     #[test]
     fn syntax_error_names_its_line() {

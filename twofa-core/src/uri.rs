@@ -56,6 +56,8 @@ fn decode(s: &str) -> Result<String, UriError> {
             b'%' => {
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    // from_str_radix alone would take a sign: "%+1" is not an escape.
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| UriError::Parameter("bad %-escape".into()))?;
@@ -236,6 +238,14 @@ mod tests {
             ),
             (
                 "otpauth://totp/%zz?secret=JBSWY3DPEHPK3PXP",
+                UriError::Parameter("bad %-escape".into()),
+            ),
+            (
+                "otpauth://totp/%+1alice?secret=JBSWY3DPEHPK3PXP",
+                UriError::Parameter("bad %-escape".into()),
+            ),
+            (
+                "otpauth://totp/alice?secret=JBSWY3DPEHPK3PXP&issuer=%+4",
                 UriError::Parameter("bad %-escape".into()),
             ),
         ];

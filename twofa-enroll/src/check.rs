@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use twofa_core::config::{self, Unenrolled, DEFAULT_PATH};
 
-use crate::output::Failure;
+use crate::output::{utc, Failure};
 
 /// Arguments of `check-config`.
 #[derive(Debug, clap::Args)]
@@ -31,13 +31,60 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         p.period,
         config.totp.window
     );
+    let unenrolled = match config.unenrolled {
+        Unenrolled::Deny => "deny (asked for a code, then refused)".to_string(),
+        Unenrolled::Allow => "allow (let in after the password, no code)".to_string(),
+        Unenrolled::Grace(until) => format!(
+            "grace until {} (then refused)",
+            utc(until.saturating_sub(1))
+        ),
+        Unenrolled::Enroll => "enroll (shown a QR code at their next login)".to_string(),
+    };
+    say!("  unenrolled: {unenrolled}");
+    let l = config.lockout;
+    if l.max_failures == 0 {
+        say!("  lockout:    off");
+    } else {
+        say!(
+            "  lockout:    {} failures within {} s lock for {} s",
+            l.max_failures,
+            l.window,
+            l.duration
+        );
+    }
     say!(
-        "  unenrolled: {}",
-        match config.unenrolled {
-            Unenrolled::Deny => "deny (asked for a code, then refused)",
-            Unenrolled::Allow => "allow (let in after the password, no code)",
+        "  recovery:   {} codes per enrollment",
+        config.recovery_codes
+    );
+    say!("  hotp:       look-ahead {}", config.hotp_look_ahead);
+    match config.enrollment_max_age_days {
+        0 => say!("  max age:    none"),
+        d => say!("  max age:    {d} days (older enrollments are reported)"),
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    say!(
+        "  enforce:    {}",
+        if config.enforce_groups.is_empty() {
+            "everyone".to_string()
+        } else {
+            format!("members of {}", list(&config.enforce_groups))
         }
     );
+    say!(
+        "  exempt:     groups {}; services {}",
+        list(&config.exempt_groups),
+        list(&config.exempt_services)
+    );
+    match config.remember_host_seconds {
+        0 => say!("  remember:   off"),
+        s => say!("  remember:   the same remote host for {s} s"),
+    }
     say!("  storage:    {}", config.storage_dir.display());
     Ok(())
 }

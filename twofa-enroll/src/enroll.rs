@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use twofa_core::config::{self, Config};
+use twofa_core::config::{self, Config, Unenrolled};
 use twofa_core::enrollment::{Enrollment, Factor, HotpFactor, RecoveryFactor, TotpFactor};
 use twofa_core::identity::{self, Account};
 use twofa_core::otp::{self, Algorithm, Params};
@@ -18,7 +18,7 @@ use crate::output::{self, Failure};
 use crate::qr;
 
 /// Arguments of `enroll`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The account to enroll (a name of the passwd database).
     user: String,
@@ -349,6 +349,58 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         print_recovery(&account.name, &codes);
     }
     Ok(())
+}
+
+/// Arguments of `reset`.
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    enroll: Args,
+    /// Remove the enrollment instead, so that the user enrolls at the next login with a QR code
+    /// (needs unenrolled = "enroll" in the policy).
+    #[arg(long)]
+    self_enroll: bool,
+}
+
+/// Runs `reset`: a new secret for an enrolled user, at the admin's terminal (the same checks
+/// as `enroll`), or back to self-enrollment.
+pub fn reset(config_path: Option<&Path>, args: &ResetArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.enroll.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    if args.self_enroll {
+        if config.unenrolled != Unenrolled::Enroll {
+            return Err(Failure::new(
+                "reset --self-enroll needs unenrolled = \"enroll\" in the policy; nothing was changed",
+            )
+            .hint("otherwise the user would be treated as unenrolled and could not enroll; use reset without --self-enroll"));
+        }
+        return match store.disable_enrollment(&account, now())? {
+            Some(backup) => {
+                say!(
+                    "Reset {}: they will be shown a QR code to enroll at their next login. The old enrollment is kept at {} (root only).",
+                    account.name,
+                    backup.display()
+                );
+                Ok(())
+            }
+            None => Err(Failure::new(format!(
+                "{} is not enrolled; nothing was changed",
+                account.name
+            ))),
+        };
+    }
+    if store.enrollment(&account)?.is_none() {
+        return Err(Failure::new(format!(
+            "{} is not enrolled; nothing was changed",
+            account.name
+        ))
+        .hint(format!("enroll them: twofa-enroll {}", account.name)));
+    }
+    let mut again = args.enroll.clone();
+    again.force = true;
+    run(config_path, &again)
 }
 
 /// Arguments of `resync`.

@@ -29,6 +29,8 @@ Examples:
   twofa-enroll import-google-authenticator --all
                                           move every local user from google-authenticator
   twofa-enroll status alice               is alice enrolled? failures? last login?
+  twofa-enroll status --all               everyone enrolled, as a table (--json for scripts)
+  twofa-enroll reset alice                a new secret for alice (lost phone), QR and one code
   twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
   twofa-enroll unlock alice               lift a lockout after too many wrong codes
   twofa-enroll recovery alice             new recovery codes for alice (the old ones stop working)
@@ -56,6 +58,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Remove USER's enrollment, keeping a root-only backup; the policy for unenrolled users applies.
     Disable(status::DisableArgs),
+    /// Give enrolled USER a new secret (same checks as enroll), or with --self-enroll send them
+    /// back to enrolling at their next login.
+    Reset(enroll::ResetArgs),
     /// Clear USER's failed attempts and lift a lockout.
     Unlock(status::DisableArgs),
     /// Give USER a new set of single-use recovery codes (the old set stops working).
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         Command::Status(a) => status::status(config, a),
         Command::Disable(a) => status::disable(config, a),
         Command::Unlock(a) => status::unlock(config, a),
+        Command::Reset(a) => enroll::reset(config, a),
         Command::Recovery(a) => enroll::recovery_cmd(config, a),
         Command::Resync(a) => enroll::resync(config, a),
         Command::ImportGoogleAuthenticator(a) => import::run(config, a),

@@ -3,50 +3,24 @@
 use std::io::Write;
 use std::path::Path;
 
-use qrcode::{Color, EcLevel, QrCode};
+use qrcode::QrCode;
+use twofa_core::qr as core_qr;
 
 use twofa_core::securefile::{self, FileError};
 
 use crate::output::Failure;
 
 fn encode(uri: &str) -> Result<QrCode, Failure> {
-    QrCode::with_error_correction_level(uri.as_bytes(), EcLevel::M)
-        .map_err(|e| Failure::new(format!("could not make a QR code: {e}")))
+    core_qr::encode(uri).map_err(|e| Failure::new(e.to_string()))
 }
 
-fn dark(code: &QrCode, colors: &[Color], x: isize, y: isize) -> bool {
-    let w = code.width() as isize;
-    if x < 0 || y < 0 || x >= w || y >= w {
-        return false;
-    }
-    colors.get((y * w + x) as usize) == Some(&Color::Dark)
+fn dark(code: &QrCode, colors: &[qrcode::Color], x: isize, y: isize) -> bool {
+    core_qr::dark(code, colors, x, y)
 }
 
-/// The code as text, two modules per character cell. Light modules are drawn (in the
-/// terminal's foreground colour) and dark ones left blank, which reads right on the usual
-/// light-on-dark terminal; a 2-module quiet zone surrounds it.
+/// The code as text for the terminal.
 pub fn terminal(uri: &str) -> Result<String, Failure> {
-    let code = encode(uri)?;
-    let colors = code.to_colors();
-    let w = code.width() as isize;
-    let q = 2;
-    let mut out = String::new();
-    let mut y = -q;
-    while y < w + q {
-        for x in -q..w + q {
-            let top = !dark(&code, &colors, x, y);
-            let bottom = y + 1 < w + q && !dark(&code, &colors, x, y + 1);
-            out.push(match (top, bottom) {
-                (true, true) => '█',
-                (true, false) => '▀',
-                (false, true) => '▄',
-                (false, false) => ' ',
-            });
-        }
-        out.push('\n');
-        y += 2;
-    }
-    Ok(out)
+    core_qr::text(uri).map_err(|e| Failure::new(e.to_string()))
 }
 
 /// Writes the code as a black-on-white PNG, 8 pixels a module, 4-module quiet zone, mode

@@ -1,10 +1,14 @@
-//! `status USER` and `disable USER`.
+//! `status [USER | --all]`, `disable USER`, `unlock USER`.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use twofa_core::enrollment::Factor;
+use twofa_core::config::Config;
+use twofa_core::enrollment::{Enrollment, Factor};
+use twofa_core::identity::Account;
+use twofa_core::login::expired_age;
 use twofa_core::recovery::to_hex;
+use twofa_core::state::UserState;
 use twofa_core::store::{FileStore, Store};
 
 use crate::enroll::{account, load_config};
@@ -14,8 +18,12 @@ use crate::output::{self, utc, Failure};
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// The account to show.
-    user: String,
-    /// Print JSON on stdout.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    user: Option<String>,
+    /// Every enrolled account, as a table.
+    #[arg(long)]
+    all: bool,
+    /// Print JSON on stdout (an object for USER, an array for --all).
     #[arg(long)]
     json: bool,
 }
@@ -38,16 +46,69 @@ fn when(ts: Option<u64>) -> String {
     ts.map(utc).unwrap_or_else(|| "never".to_string())
 }
 
-/// Runs `status`.
-pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
-    let enrollment = store.enrollment(&account)?;
-    let state = store.state(&account)?;
-    if args.json {
-        let factors: Vec<_> = enrollment
+/// What `status` says about one account.
+struct Summary {
+    account: String,
+    enrollment: Option<Enrollment>,
+    state: UserState,
+    /// Days since enrollment, if enrolled with an OTP factor.
+    age_days: Option<u64>,
+    expired: bool,
+    recovery_left: Option<usize>,
+    locked_until: Option<u64>,
+}
+
+impl Summary {
+    fn new(
+        config: &Config,
+        account: String,
+        enrollment: Option<Enrollment>,
+        state: UserState,
+        now: u64,
+    ) -> Summary {
+        let enrolled_at = enrollment.as_ref().and_then(|e| {
+            e.factors.iter().find_map(|f| match f {
+                Factor::Totp(t) => Some(t.enrolled_at),
+                Factor::Hotp(h) => Some(h.enrolled_at),
+                Factor::Recovery(_) => None,
+            })
+        });
+        let expired = enrollment
+            .as_ref()
+            .is_some_and(|e| expired_age(config, e, now).is_some());
+        let recovery_left = enrollment.as_ref().and_then(|e| e.recovery()).map(|r| {
+            r.hashes
+                .iter()
+                .filter(|h| !state.used_recovery.contains(&to_hex(h.as_slice())))
+                .count()
+        });
+        Summary {
+            account,
+            age_days: enrolled_at.map(|t| now.saturating_sub(t) / 86_400),
+            expired,
+            recovery_left,
+            locked_until: state.locked_at(now),
+            enrollment,
+            state,
+        }
+    }
+
+    fn method(&self) -> String {
+        match &self.enrollment {
+            None => "-".to_string(),
+            Some(e) => e
+                .factors
+                .iter()
+                .map(|f| f.kind())
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let state = &self.state;
+        let factors: Vec<_> = self
+            .enrollment
             .iter()
             .flat_map(|e| e.factors.iter())
             .map(|f| match f {
@@ -69,69 +130,164 @@ pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failu
                     "type": "recovery",
                     "issued_at": r.issued_at,
                     "codes": r.hashes.len(),
-                    "left": r.hashes.iter().filter(|h| !state.used_recovery.contains(&to_hex(h.as_slice()))).count(),
+                    "left": self.recovery_left,
                 }),
             })
             .collect();
-        let out = serde_json::json!({
-            "account": account.name,
-            "enrolled": enrollment.is_some(),
+        serde_json::json!({
+            "account": self.account,
+            "enrolled": self.enrollment.is_some(),
             "factors": factors,
+            "age_days": self.age_days,
+            "expired": self.expired,
+            "recovery_codes_left": self.recovery_left,
             "failures": state.failures,
-            "locked_until": state.locked_at(now()),
+            "locked_until": self.locked_until,
             "last_success_at": state.last_success_at,
             "last_failure_at": state.last_failure_at,
-        });
-        say!("{out}");
-        return Ok(());
+        })
     }
-    say!("account:       {}", account.name);
-    match &enrollment {
-        None => say!("enrolled:      no (policy for unenrolled users applies)"),
-        Some(e) => {
-            for f in &e.factors {
-                match f {
-                    Factor::Totp(t) => say!(
-                        "enrolled:      yes, totp ({}, {} digits, {} s) since {}",
-                        t.params.algorithm,
-                        t.params.digits,
-                        t.params.period,
-                        utc(t.enrolled_at)
-                    ),
-                    Factor::Hotp(h) => say!(
-                        "enrolled:      yes, hotp ({}, {} digits, next press {}) since {}",
-                        h.params.algorithm,
-                        h.params.digits,
-                        state.hotp_from(h.counter),
-                        utc(h.enrolled_at)
-                    ),
-                    Factor::Recovery(r) => {
-                        let left = r
-                            .hashes
-                            .iter()
-                            .filter(|h| !state.used_recovery.contains(&to_hex(h.as_slice())))
-                            .count();
-                        say!(
-                            "recovery:      {left} of {} codes left (issued {})",
+
+    fn print_detail(&self) {
+        let state = &self.state;
+        say!("account:       {}", self.account);
+        match &self.enrollment {
+            None => say!("enrolled:      no (the policy for unenrolled users applies)"),
+            Some(e) => {
+                for f in &e.factors {
+                    match f {
+                        Factor::Totp(t) => say!(
+                            "enrolled:      yes, totp ({}, {} digits, {} s) since {}",
+                            t.params.algorithm,
+                            t.params.digits,
+                            t.params.period,
+                            utc(t.enrolled_at)
+                        ),
+                        Factor::Hotp(h) => say!(
+                            "enrolled:      yes, hotp ({}, {} digits, next press {}) since {}",
+                            h.params.algorithm,
+                            h.params.digits,
+                            state.hotp_from(h.counter),
+                            utc(h.enrolled_at)
+                        ),
+                        Factor::Recovery(r) => say!(
+                            "recovery:      {} of {} codes left (issued {})",
+                            self.recovery_left.unwrap_or(0),
                             r.hashes.len(),
                             utc(r.issued_at)
-                        );
+                        ),
                     }
+                }
+                if let Some(age) = self.age_days {
+                    say!(
+                        "age:           {age} days{}",
+                        if self.expired {
+                            ", expired: re-enroll (twofa-enroll reset)"
+                        } else {
+                            ""
+                        }
+                    );
                 }
             }
         }
+        say!("failures:      {} since the last success", state.failures);
+        match self.locked_until {
+            Some(until) => say!(
+                "locked until:  {} (twofa-enroll unlock {} lifts it)",
+                utc(until),
+                self.account
+            ),
+            None => say!("locked:        no"),
+        }
+        say!("last success:  {}", when(state.last_success_at));
+        say!("last failure:  {}", when(state.last_failure_at));
     }
-    say!("failures:      {} since the last success", state.failures);
-    match state.locked_at(now()) {
-        Some(until) => say!(
-            "locked until:  {} (twofa-enroll unlock {} lifts it)",
-            utc(until),
-            account.name
-        ),
-        None => say!("locked:        no"),
+}
+
+/// Runs `status`.
+pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let store = FileStore::new(&config.storage_dir);
+    let now = now();
+    if let Some(user) = &args.user {
+        let account = account(user)?;
+        let s = Summary::new(
+            &config,
+            account.name.clone(),
+            store.enrollment(&account)?,
+            store.state(&account)?,
+            now,
+        );
+        if args.json {
+            say!("{}", s.json());
+        } else {
+            s.print_detail();
+        }
+        return Ok(());
     }
-    say!("last success:  {}", when(state.last_success_at));
-    say!("last failure:  {}", when(state.last_failure_at));
+    let mut all = Vec::new();
+    for name in store.enrolled_names()? {
+        // Enrolled accounts are read by their stored name, even if the account was since
+        // removed from the passwd database: status shows what is on disk.
+        let account = Account {
+            name: name.clone(),
+            uid: 0,
+            gid: 0,
+        };
+        let enrollment = match store.enrollment(&account) {
+            Ok(e) => e,
+            Err(e) => {
+                output::warn(&e.to_string());
+                continue;
+            }
+        };
+        all.push(Summary::new(
+            &config,
+            name,
+            enrollment,
+            store.state(&account)?,
+            now,
+        ));
+    }
+    if args.json {
+        say!(
+            "{}",
+            serde_json::Value::Array(all.iter().map(Summary::json).collect())
+        );
+        return Ok(());
+    }
+    if all.is_empty() {
+        say!(
+            "Nobody is enrolled (storage: {}).",
+            config.storage_dir.display()
+        );
+        return Ok(());
+    }
+    say!(
+        "{:<20} {:<14} {:>5} {:<7} {:<20} {:>8} {:<20} {:>8}",
+        "ACCOUNT",
+        "METHOD",
+        "AGE",
+        "EXPIRED",
+        "LAST SUCCESS",
+        "FAILURES",
+        "LOCKED UNTIL",
+        "RECOVERY"
+    );
+    for s in &all {
+        say!(
+            "{:<20} {:<14} {:>5} {:<7} {:<20} {:>8} {:<20} {:>8}",
+            s.account,
+            s.method(),
+            s.age_days.map_or("-".to_string(), |d| format!("{d}d")),
+            if s.expired { "yes" } else { "no" },
+            when(s.state.last_success_at),
+            s.state.failures,
+            s.locked_until.map_or("-".to_string(), utc),
+            s.recovery_left.map_or("-".to_string(), |n| n.to_string()),
+        );
+    }
     Ok(())
 }
 
