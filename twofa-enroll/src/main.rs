@@ -5,9 +5,12 @@
 #[macro_use]
 mod output;
 mod check;
+mod doctor;
 mod enroll;
 mod import;
 mod qr;
+#[cfg(test)]
+mod reference;
 mod status;
 
 use std::path::PathBuf;
@@ -35,6 +38,7 @@ Examples:
   twofa-enroll unlock alice               lift a lockout after too many wrong codes
   twofa-enroll recovery alice             new recovery codes for alice (the old ones stop working)
   twofa-enroll check-config               check /etc/twofa/twofa.toml
+  twofa-enroll doctor                     check sshd, the PAM stacks, files and clock; each finding with its fix
 
 Exit status: 0 done, 1 error (nothing was changed), 2 bad usage.";
 
@@ -71,6 +75,8 @@ enum Command {
     ImportGoogleAuthenticator(import::Args),
     /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
     CheckConfig(check::Args),
+    /// Check what breaks logins: sshd settings, PAM stacks, file permissions, clock, a way in.
+    Doctor(doctor::Args),
 }
 
 /// `twofa-enroll USER` means `twofa-enroll enroll USER`: insert the word before the first
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
         Command::Resync(a) => enroll::resync(config, a),
         Command::ImportGoogleAuthenticator(a) => import::run(config, a),
         Command::CheckConfig(a) => check::run(config, a),
+        Command::Doctor(a) => doctor::run(config, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
