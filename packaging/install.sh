@@ -46,13 +46,18 @@ else
 fi
 install -d -m 0700 "$DESTDIR/var/lib/twofa" "$DESTDIR/var/lib/twofa/users" \
     "$DESTDIR/var/lib/twofa/state" "$DESTDIR/var/lib/twofa/lock"
+install -D -m 0644 docs/man/twofa-enroll.1 "$DESTDIR$PREFIX/share/man/man1/twofa-enroll.1"
+install -D -m 0644 docs/man/pam_twofa.8 "$DESTDIR$PREFIX/share/man/man8/pam_twofa.8"
+install -D -m 0644 docs/man/twofa.toml.5 "$DESTDIR$PREFIX/share/man/man5/twofa.toml.5"
+install -D -m 0644 completions/twofa-enroll.bash "$DESTDIR$PREFIX/share/bash-completion/completions/twofa-enroll"
+install -D -m 0644 completions/_twofa-enroll "$DESTDIR$PREFIX/share/zsh/vendor-completions/_twofa-enroll"
 install -d -m 0755 "$DESTDIR$PREFIX/share/doc/twofa/examples"
 cp -r conf/. "$DESTDIR$PREFIX/share/doc/twofa/examples/"
 
 cat <<MSG
 Installed:
   $pamdir/pam_twofa.so
-  $PREFIX/bin/twofa-enroll
+  $PREFIX/bin/twofa-enroll       (man twofa-enroll, man pam_twofa, man twofa.toml; bash/zsh completion)
   /etc/twofa/twofa.toml          (policy; check it with: twofa-enroll check-config)
   /var/lib/twofa/                (enrollments and state, root only)
   $PREFIX/share/doc/twofa/examples/   (PAM stacks and sshd drop-in)
