@@ -107,7 +107,8 @@ impl UserState {
                 .strings("used_recovery")?
                 .unwrap_or_default()
                 .into_iter()
-                .map(str::to_string)
+                // Compared with `recovery::to_hex`'s lowercase form.
+                .map(str::to_ascii_lowercase)
                 .collect(),
             remembered_hosts: Vec::new(),
         };
@@ -391,6 +392,14 @@ mod tests {
         }
         assert_eq!(s.remembered_hosts.len(), 32);
         assert!(s.host_remembered("10.0.0.99", 500));
+    }
+
+    #[test]
+    fn a_used_code_written_in_uppercase_hex_still_counts_as_used() -> Result<(), FieldError> {
+        let h = "ab".repeat(32);
+        let mut s = UserState::parse(&format!("version = 1\nused_recovery = [\"{}\"]\n", h.to_uppercase()))?;
+        assert_eq!(s.consume_recovery(&h, 1), RecoveryOutcome::AlreadyUsed);
+        Ok(())
     }
 
     #[test]
