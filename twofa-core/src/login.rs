@@ -623,10 +623,39 @@ fn self_enroll(
             )
         }
     };
+    // Recovery codes are made now and shown with the QR code, before the confirmation: sshd
+    // shows messages that come after a successful authentication only to an interactive
+    // session, so an `ssh host command` login would never see them. They only work once the
+    // enrollment is written.
+    let recovery_set = if config.recovery_codes > 0 {
+        match recovery::issue(config.recovery_codes) {
+            Ok(set) => Some(set),
+            Err(e) => {
+                return decide(
+                    event,
+                    Outcome::Error,
+                    Reason::InternalError,
+                    Some(e.to_string()),
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let recovery_text = match &recovery_set {
+        Some(set) => {
+            let list: Vec<&str> = set.codes.iter().map(|c| c.as_str()).collect();
+            format!(
+                "\nOnce you are enrolled, these recovery codes each work once in place of a code. Keep them somewhere safe (not on the phone); they are not shown again:\n{}\n",
+                list.join("\n")
+            )
+        }
+        None => String::new(),
+    };
     let link = uri::totp_uri(&config.totp.issuer, &account.name, &secret, &params);
     let picture = qr::text(&link).unwrap_or_default();
     conv.show_notice(&format!(
-        "Two-factor authentication is required for {}. Scan this QR code with an authenticator app:\n{picture}\nor enter this key: {}\n({}, {} digits, {} s). Then type the code it shows.",
+        "Two-factor authentication is required for {}. Scan this QR code with an authenticator app:\n{picture}\nor enter this key: {}\n({}, {} digits, {} s).\n{recovery_text}Then type the code the app shows.",
         account.name,
         secret.to_base32().as_str(),
         params.algorithm,
@@ -660,28 +689,13 @@ fn self_enroll(
             enrolled_at: req.now,
         })],
     };
-    let codes = if config.recovery_codes > 0 {
-        match recovery::issue(config.recovery_codes) {
-            Ok(set) => {
-                enrollment.set_recovery(RecoveryFactor {
-                    salt: set.salt,
-                    hashes: set.hashes,
-                    issued_at: req.now,
-                });
-                set.codes
-            }
-            Err(e) => {
-                return decide(
-                    event,
-                    Outcome::Error,
-                    Reason::InternalError,
-                    Some(e.to_string()),
-                )
-            }
-        }
-    } else {
-        Vec::new()
-    };
+    if let Some(set) = recovery_set {
+        enrollment.set_recovery(RecoveryFactor {
+            salt: set.salt,
+            hashes: set.hashes,
+            issued_at: req.now,
+        });
+    }
     // Never replaces an enrollment (a parallel login may have enrolled first).
     if let Err(e) = store.put_enrollment(account, &enrollment, false) {
         return decide(
@@ -693,13 +707,7 @@ fn self_enroll(
     }
     // The confirmation code is spent.
     let _ = store.accept_step(account, step, req.now);
-    if !codes.is_empty() {
-        let list: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
-        conv.show_notice(&format!(
-            "You are enrolled. Recovery codes (each works once in place of a code; keep them safe, they are not shown again):\n{}",
-            list.join("\n")
-        ));
-    }
+    conv.show_info("You are enrolled: from now on a verification code is asked at login.");
     decide(event, Outcome::Success, Reason::Enrolled, None)
 }
 
@@ -1547,10 +1555,19 @@ mod tests {
         let saved = s.enrolled.borrow().get("bob").cloned().ok_or("not saved")?;
         assert!(saved.totp().is_some());
         assert_eq!(saved.recovery().map(|r| r.hashes.len()), Some(10));
-        assert!(app
-            .shown
-            .last()
-            .is_some_and(|m| m.starts_with("You are enrolled. Recovery codes")));
+        assert!(app.shown[0].contains("these recovery codes each work once"));
+        assert_eq!(
+            app.shown.last().map(String::as_str),
+            Some("You are enrolled: from now on a verification code is asked at login.")
+        );
+        // The codes shown before the confirmation are the ones saved.
+        let shown_code = app.shown[0]
+            .lines()
+            .find(|l| l.len() == 14 && l.as_bytes()[4] == b'-')
+            .ok_or("no code shown")?;
+        let n = crate::recovery::normalize(shown_code.as_bytes()).ok_or("shape")?;
+        let r = saved.recovery().ok_or("no recovery")?;
+        assert!(crate::recovery::find(&r.salt, &r.hashes, &n).is_some());
         // The confirmation code is spent: the same code can't log in.
         let code = app.ask_hidden("").map_err(|_| "code")?.ok_or("code")?;
         let code: &'static str =

@@ -169,6 +169,24 @@ fn open_error(path: &Path, e: Errno) -> FileError {
     }
 }
 
+/// `open_error` for a directory entry opened with `O_DIRECTORY|O_NOFOLLOW`: the kernel says
+/// "not a directory" for a symbolic link, so look at the entry itself to say what it is.
+fn dir_open_error(dir: &File, name: &std::ffi::OsStr, path: &Path, e: Errno) -> FileError {
+    if e == Errno::ENOTDIR {
+        let is_link =
+            nix::sys::stat::fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(|st| {
+                    st.st_mode & nix::sys::stat::SFlag::S_IFMT.bits()
+                        == nix::sys::stat::SFlag::S_IFLNK.bits()
+                })
+                .unwrap_or(false);
+        if is_link {
+            return FileError::Symlink(path.to_path_buf());
+        }
+    }
+    open_error(path, e)
+}
+
 /// Reads a file by absolute path (the policy file): `O_NOFOLLOW`, then the opened file checked.
 /// `Ok(None)` when it does not exist.
 pub fn read_file(path: &Path, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
@@ -280,7 +298,14 @@ impl SecureDir {
                     .map_err(|e| open_error(&path, e))?
             }
             Err(Errno::ENOENT) => return Ok(None),
-            Err(e) => return Err(open_error(&path, e)),
+            Err(e) => {
+                return Err(dir_open_error(
+                    &self.dir,
+                    std::ffi::OsStr::new(name),
+                    &path,
+                    e,
+                ))
+            }
         };
         let d = SecureDir {
             dir: File::from(fd),
@@ -465,7 +490,7 @@ pub fn read_user_file(path: &Path, owner: u32) -> Result<Zeroizing<String>, File
         };
         walked.push(name);
         let fd = openat(dir.as_fd(), *name, dir_flags, Mode::empty())
-            .map_err(|e| open_error(&walked, e))?;
+            .map_err(|e| dir_open_error(&dir, name, &walked, e))?;
         dir = File::from(fd);
         let meta = dir.metadata().map_err(|e| io_err(&walked, e))?;
         if meta.uid() != ROOT_UID && meta.uid() != owner {
@@ -604,6 +629,30 @@ mod tests {
             Err(FileError::Symlink(_))
         ));
         std::fs::remove_dir_all(&p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_called_a_symlink() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        let p = tempdir();
+        symlink("/etc", p.join("users")).ok();
+        let d = SecureDir::open(&p, false)?.ok_or_else(|| FileError::WrongType(p.clone(), "x"))?;
+        assert!(matches!(
+            d.subdir("users", false),
+            Err(FileError::Symlink(_))
+        ));
+        std::fs::remove_dir_all(&p).ok();
+        // A user's file is walked from /: the link must sit under directories that pass
+        // (not /tmp, which others can write), e.g. /run.
+        let base = PathBuf::from(format!("/run/twofa-core-test-{:08x}", random_u32()));
+        std::fs::create_dir(&base).ok();
+        symlink("/etc", base.join("lnk")).ok();
+        let e = read_user_file(&base.join("lnk/shadow"), 0);
+        std::fs::remove_dir_all(&base).ok();
+        assert!(matches!(e, Err(FileError::Symlink(_))), "{e:?}");
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! Kept apart from the enrollment (google-authenticator mixes them in one user-writable file):
 //! the module writes state on every login, the enrollment only changes when an admin acts.
 
+use crate::enrollment::Enrollment;
 use crate::tomlfile::{Doc, FieldError, Fields};
 
 /// The lockout policy: `max_failures` failed attempts within `window` seconds lock the account
@@ -48,6 +49,39 @@ pub enum RecoveryOutcome {
     Locked(u64),
 }
 
+/// What `take_challenge` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeOutcome {
+    /// The answer is the code that was sent, in time: it is spent, failures are reset.
+    Valid,
+    /// The code that was sent has expired (it is dropped).
+    Expired,
+    /// The answer is not the code that was sent (or no code is pending).
+    Wrong,
+    /// The account is locked until this Unix time: nothing was checked or changed.
+    Locked(u64),
+}
+
+/// What `count_send` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The send is counted and may go ahead.
+    Allowed,
+    /// The user reached the limit of sends in the window; nothing was counted.
+    Limited,
+}
+
+/// A code sent out of band, kept only as an HMAC with its own salt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// Random salt (hex) for the HMAC.
+    pub salt: String,
+    /// HMAC-SHA256(salt, code), hex.
+    pub hash: String,
+    /// Unix time from which the code no longer works.
+    pub expires: u64,
+}
+
 /// What `record_failure` counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {
@@ -83,6 +117,10 @@ pub struct UserState {
     pub used_recovery: Vec<String>,
     /// Remote hosts that need no code until a time: `(until, host)`.
     pub remembered_hosts: Vec<(u64, String)>,
+    /// The pending out-of-band code, if any.
+    pub challenge: Option<Challenge>,
+    /// Unix times of recent out-of-band sends, for the send limit.
+    pub sends: Vec<u64>,
 }
 
 impl UserState {
@@ -111,7 +149,36 @@ impl UserState {
                 .map(str::to_ascii_lowercase)
                 .collect(),
             remembered_hosts: Vec::new(),
+            challenge: None,
+            sends: Vec::new(),
         };
+        let salt = root.string("challenge_salt")?;
+        let hash = root.string("challenge_hash")?;
+        let expires = root.unsigned("challenge_expires", 0, max)?;
+        match (salt, hash, expires) {
+            (None, None, None) => {}
+            (Some(salt), Some(hash), Some(expires))
+                if is_hex(salt) && hash.len() == 64 && is_hex(hash) =>
+            {
+                state.challenge = Some(Challenge {
+                    salt: salt.to_ascii_lowercase(),
+                    hash: hash.to_ascii_lowercase(),
+                    expires,
+                });
+            }
+            _ => {
+                return Err(root.error(
+                    "challenge_hash",
+                    "challenge_salt, challenge_hash (64 hex) and challenge_expires go together",
+                ))
+            }
+        }
+        for t in root.strings("sends")?.unwrap_or_default() {
+            match t.parse::<u64>() {
+                Ok(t) => state.sends.push(t),
+                Err(_) => return Err(root.error("sends", "each must be a Unix time")),
+            }
+        }
         for entry in root.strings("remembered_hosts")?.unwrap_or_default() {
             let parsed = entry
                 .split_once(' ')
@@ -160,6 +227,16 @@ impl UserState {
                 ));
             }
             out.push_str("]\n");
+        }
+        if let Some(c) = &self.challenge {
+            out.push_str(&format!(
+                "challenge_salt = \"{}\"\nchallenge_hash = \"{}\"\nchallenge_expires = {}\n",
+                c.salt, c.hash, c.expires
+            ));
+        }
+        if !self.sends.is_empty() {
+            let list: Vec<String> = self.sends.iter().map(|t| format!("\"{t}\"")).collect();
+            out.push_str(&format!("sends = [{}]\n", list.join(", ")));
         }
         if !self.used_recovery.is_empty() {
             out.push_str("used_recovery = [\n");
@@ -242,6 +319,81 @@ impl UserState {
         self.remembered_hosts.drain(..excess);
     }
 
+    /// Counts one out-of-band send unless `limit` sends were counted within the last `window`
+    /// seconds (older sends are forgotten). `limit = 0`: no limit.
+    pub fn count_send(&mut self, now: u64, limit: u32, window: u64) -> SendOutcome {
+        self.sends
+            .retain(|&t| now.saturating_sub(t) < window && t <= now);
+        if limit > 0 && self.sends.len() >= limit as usize {
+            return SendOutcome::Limited;
+        }
+        self.sends.push(now);
+        SendOutcome::Allowed
+    }
+
+    /// Replaces any pending out-of-band code with `challenge` (a resend reuses nothing).
+    pub fn put_challenge(&mut self, challenge: Challenge) {
+        self.challenge = Some(challenge);
+    }
+
+    /// Checks `answer` against the pending code; a valid one is spent (a success like a right
+    /// code), an expired one dropped. Refused while locked.
+    pub fn take_challenge(&mut self, answer: &[u8], now: u64) -> ChallengeOutcome {
+        if let Some(until) = self.locked_at(now) {
+            return ChallengeOutcome::Locked(until);
+        }
+        let Some(c) = self.challenge.clone() else {
+            return ChallengeOutcome::Wrong;
+        };
+        if now >= c.expires {
+            self.challenge = None;
+            return ChallengeOutcome::Expired;
+        }
+        let salt = crate::recovery::from_hex(&c.salt).unwrap_or_default();
+        let hash = crate::recovery::to_hex(&crate::recovery::hash(&salt, answer));
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            hash.as_bytes(),
+            c.hash.as_bytes(),
+        )) {
+            return ChallengeOutcome::Wrong;
+        }
+        self.challenge = None;
+        self.last_success_at = Some(now);
+        self.reset_failures();
+        ChallengeOutcome::Valid
+    }
+
+    /// Follows a new enrollment written over `old`: a new TOTP secret starts with no watermark,
+    /// a new HOTP token (secret or starting counter) with no counter of the old token's, and
+    /// used-code records of a replaced recovery set are dropped. The same secret (a new set
+    /// of recovery codes, say) keeps everything.
+    pub fn follow_enrollment(&mut self, old: Option<&Enrollment>, new: &Enrollment) {
+        let totp_key = |e: Option<&Enrollment>| {
+            e.and_then(Enrollment::totp)
+                .map(|t| t.secret.bytes().to_vec())
+        };
+        let hotp_key = |e: Option<&Enrollment>| {
+            e.and_then(Enrollment::hotp)
+                .map(|h| (h.secret.bytes().to_vec(), h.counter))
+        };
+        if totp_key(old) != totp_key(Some(new)) {
+            self.totp_last_step = None;
+        }
+        if hotp_key(old) != hotp_key(Some(new)) {
+            self.hotp_next = None;
+        }
+        let kept: Vec<String> = new
+            .recovery()
+            .map(|r| {
+                r.hashes
+                    .iter()
+                    .map(|h| crate::recovery::to_hex(h))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.used_recovery.retain(|h| kept.contains(h));
+    }
+
     /// Forgets which recovery codes were used (a new set was issued).
     pub fn forget_recovery(&mut self) {
         self.used_recovery.clear();
@@ -282,6 +434,10 @@ impl UserState {
     }
 }
 
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {
     match root.integer("version")? {
         Some(VERSION) => Ok(()),
@@ -309,6 +465,12 @@ mod tests {
                 (1_700_000_500, "192.0.2.7".into()),
                 (9, "host with \"quotes\"".into()),
             ],
+            challenge: Some(Challenge {
+                salt: "00ff".into(),
+                hash: "cd".repeat(32),
+                expires: 99,
+            }),
+            sends: vec![1, 2],
         };
         assert_eq!(UserState::parse(&s.to_toml())?, s);
         Ok(())
@@ -397,8 +559,79 @@ mod tests {
     #[test]
     fn a_used_code_written_in_uppercase_hex_still_counts_as_used() -> Result<(), FieldError> {
         let h = "ab".repeat(32);
-        let mut s = UserState::parse(&format!("version = 1\nused_recovery = [\"{}\"]\n", h.to_uppercase()))?;
+        let mut s = UserState::parse(&format!(
+            "version = 1\nused_recovery = [\"{}\"]\n",
+            h.to_uppercase()
+        ))?;
         assert_eq!(s.consume_recovery(&h, 1), RecoveryOutcome::AlreadyUsed);
+        Ok(())
+    }
+
+    fn challenge_for(code: &str, expires: u64) -> Challenge {
+        let salt = vec![7u8; 16];
+        Challenge {
+            salt: crate::recovery::to_hex(&salt),
+            hash: crate::recovery::to_hex(&crate::recovery::hash(&salt, code.as_bytes())),
+            expires,
+        }
+    }
+
+    #[test]
+    fn a_sent_code_works_once_before_it_expires() {
+        let mut s = UserState::default();
+        s.put_challenge(challenge_for("123456", 100));
+        assert_eq!(s.take_challenge(b"654321", 10), ChallengeOutcome::Wrong);
+        assert_eq!(s.take_challenge(b"123456", 11), ChallengeOutcome::Valid);
+        assert_eq!(s.take_challenge(b"123456", 12), ChallengeOutcome::Wrong);
+        s.put_challenge(challenge_for("111111", 100));
+        assert_eq!(s.take_challenge(b"111111", 100), ChallengeOutcome::Expired);
+        assert_eq!(s.challenge, None);
+    }
+
+    #[test]
+    fn a_resend_replaces_the_old_code() {
+        let mut s = UserState::default();
+        s.put_challenge(challenge_for("123456", 100));
+        s.put_challenge(challenge_for("999999", 100));
+        assert_eq!(s.take_challenge(b"123456", 1), ChallengeOutcome::Wrong);
+        assert_eq!(s.take_challenge(b"999999", 1), ChallengeOutcome::Valid);
+    }
+
+    #[test]
+    fn sends_are_limited_per_window() {
+        let mut s = UserState::default();
+        for t in 0..3 {
+            assert_eq!(s.count_send(100 + t, 3, 60), SendOutcome::Allowed);
+        }
+        assert_eq!(s.count_send(110, 3, 60), SendOutcome::Limited);
+        assert_eq!(s.sends.len(), 3);
+        assert_eq!(s.count_send(160, 3, 60), SendOutcome::Allowed);
+    }
+
+    #[test]
+    fn a_replaced_token_starts_afresh_but_new_recovery_codes_keep_the_counters(
+    ) -> Result<(), String> {
+        use crate::enrollment::{Factor, HotpFactor};
+        use crate::otp::Params;
+        use crate::secret::Secret;
+        let token = |b32: &str, counter| -> Result<Enrollment, String> {
+            Ok(Enrollment {
+                account: "a".into(),
+                factors: vec![Factor::Hotp(HotpFactor {
+                    secret: Secret::from_base32(b32).map_err(|e| e.to_string())?,
+                    params: Params::DEFAULT,
+                    counter,
+                    enrolled_at: 0,
+                })],
+            })
+        };
+        let old = token("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0)?;
+        let mut s = UserState::default();
+        assert_eq!(s.accept_hotp(8, 0, 1), StepOutcome::Accepted);
+        s.follow_enrollment(Some(&old), &old);
+        assert_eq!(s.hotp_from(0), 9);
+        s.follow_enrollment(Some(&old), &token("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", 0)?);
+        assert_eq!(s.hotp_from(0), 0);
         Ok(())
     }
 

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
-use crate::recovery::to_hex;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
 use crate::state::UserState;
 pub use crate::state::{FailureOutcome, Lockout, RecoveryOutcome, StepOutcome};
@@ -235,16 +234,20 @@ impl Store for FileStore {
         let users = self.sub_created(USERS)?;
         let _lock = lock_dir.lock(&account.file_stem(), LOCK_DEADLINE)?;
         let name = format!("{}.toml", account.file_stem());
-        if !replace && users.read(&name, &Rules::SECRET)?.is_some() {
+        // A replaced enrollment that can't be read is replaced all the same (--force).
+        let old = match users.read(&name, &Rules::SECRET) {
+            Ok(Some(text)) => Some(Enrollment::parse(&text, &account.name).ok()),
+            Ok(None) => None,
+            Err(_) if replace => Some(None),
+            Err(e) => return Err(e.into()),
+        };
+        if !replace && old.is_some() {
             return Err(StoreError::AlreadyEnrolled(account.name.clone()));
         }
         users.write_atomic(&name, e.to_toml().as_bytes())?;
-        // Used-code records of a replaced recovery set mean nothing any more.
-        let kept: Vec<String> = e
-            .recovery()
-            .map(|r| r.hashes.iter().map(|h| to_hex(h)).collect())
-            .unwrap_or_default();
-        self.update_state_locked(account, |s| s.used_recovery.retain(|h| kept.contains(h)))?;
+        // The state follows: counters of a replaced secret and used codes of a replaced
+        // recovery set mean nothing any more.
+        self.update_state_locked(account, |s| s.follow_enrollment(old.flatten().as_ref(), e))?;
         Ok(())
     }
 

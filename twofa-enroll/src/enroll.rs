@@ -92,6 +92,18 @@ struct Input {
 }
 
 impl Input {
+    /// Prints `prompt` on stderr and reads the answer. When the answer comes from a pipe, not a
+    /// person at a terminal, the line is ended here so that what follows starts on its own.
+    fn ask(&mut self, prompt: &str) -> Result<Zeroizing<String>, Failure> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let line = self.line()?;
+        if !std::io::stdin().is_terminal() {
+            eprintln!();
+        }
+        Ok(line)
+    }
+
     fn line(&mut self) -> Result<Zeroizing<String>, Failure> {
         let mut line = Zeroizing::new(String::new());
         self.stdin
@@ -142,9 +154,7 @@ fn confirm(
 ) -> Result<u64, Failure> {
     let tries = if std::io::stdin().is_terminal() { 3 } else { 1 };
     for attempt in 1..=tries {
-        eprint!("Verification code: ");
-        let _ = std::io::stderr().flush();
-        let line = input.line()?;
+        let line = input.ask("Verification code: ")?;
         if line.is_empty() {
             return Err(Failure::new("no code was entered; nothing was saved"));
         }
@@ -433,9 +443,7 @@ pub fn resync(config_path: Option<&Path>, args: &ResyncArgs) -> Result<(), Failu
         stdin: std::io::stdin().lock(),
     };
     let mut read = |what: &str| -> Result<Zeroizing<Vec<u8>>, Failure> {
-        eprint!("{what} code: ");
-        let _ = std::io::stderr().flush();
-        let line = input.line()?;
+        let line = input.ask(&format!("{what} code: "))?;
         otp::normalize_code(line.trim().as_bytes(), h.params.digits).ok_or_else(|| {
             Failure::new(format!(
                 "that is not a {}-digit code; nothing was changed",
