@@ -46,6 +46,9 @@ _twofa__enroll() {
             twofa__enroll,status)
                 cmd="twofa__enroll__subcmd__status"
                 ;;
+            twofa__enroll,test-delivery)
+                cmd="twofa__enroll__subcmd__test__subcmd__delivery"
+                ;;
             twofa__enroll,unlock)
                 cmd="twofa__enroll__subcmd__unlock"
                 ;;
@@ -79,6 +82,9 @@ _twofa__enroll() {
             twofa__enroll__subcmd__help,status)
                 cmd="twofa__enroll__subcmd__help__subcmd__status"
                 ;;
+            twofa__enroll__subcmd__help,test-delivery)
+                cmd="twofa__enroll__subcmd__help__subcmd__test__subcmd__delivery"
+                ;;
             twofa__enroll__subcmd__help,unlock)
                 cmd="twofa__enroll__subcmd__help__subcmd__unlock"
                 ;;
@@ -89,7 +95,7 @@ _twofa__enroll() {
 
     case "${cmd}" in
         twofa__enroll)
-            opts="-h -V --config --help --version enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor help"
+            opts="-h -V --config --help --version enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor test-delivery help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,7 +175,7 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__enroll)
-            opts="-h --secret-file --no-verify --force --algorithm --digits --hotp --counter --period --qr-png --no-qr --json --config --help"
+            opts="-h --secret-file --no-verify --force --algorithm --digits --method --hotp --email --pushover --script-to --counter --period --qr-png --no-qr --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -184,6 +190,22 @@ _twofa__enroll() {
                     return 0
                     ;;
                 --digits)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --method)
+                    COMPREPLY=($(compgen -W "totp hotp email pushover script" -- "${cur}"))
+                    return 0
+                    ;;
+                --email)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pushover)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --script-to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -211,7 +233,7 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__help)
-            opts="enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor help"
+            opts="enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor test-delivery help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -364,6 +386,20 @@ _twofa__enroll() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        twofa__subcmd__enroll__subcmd__help__subcmd__test__subcmd__delivery)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         twofa__subcmd__enroll__subcmd__help__subcmd__unlock)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -419,7 +455,7 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__reset)
-            opts="-h --secret-file --no-verify --force --algorithm --digits --hotp --counter --period --qr-png --no-qr --json --self-enroll --config --help"
+            opts="-h --secret-file --no-verify --force --algorithm --digits --method --hotp --email --pushover --script-to --counter --period --qr-png --no-qr --json --self-enroll --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -434,6 +470,22 @@ _twofa__enroll() {
                     return 0
                     ;;
                 --digits)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --method)
+                    COMPREPLY=($(compgen -W "totp hotp email pushover script" -- "${cur}"))
+                    return 0
+                    ;;
+                --email)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pushover)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --script-to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -480,6 +532,24 @@ _twofa__enroll() {
             ;;
         twofa__subcmd__enroll__subcmd__status)
             opts="-h --all --json --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__test__subcmd__delivery)
+            opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

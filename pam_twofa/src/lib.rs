@@ -26,6 +26,7 @@ use pam::module::{PamHandle, PamHooks};
 use twofa_core::args::{self, Mode, ModuleArgs};
 use twofa_core::audit::{Outcome, Reason};
 use twofa_core::config;
+use twofa_core::delivery::Programs;
 use twofa_core::identity::System;
 use twofa_core::login::{self, CodeSource, Conversation, ConversationError, Decision, Request};
 use twofa_core::store::FileStore;
@@ -327,7 +328,10 @@ fn verify(
         Ok(config) => {
             let store = FileStore::new(&config.storage_dir);
             let mut conv = PamConversation { pamh, silent };
-            login::authenticate(&config, &store, &System, &mut conv, &req)
+            let deliver = Programs {
+                policy: &config.delivery,
+            };
+            login::authenticate(&config, &store, &System, &deliver, &mut conv, &req)
         }
     };
     log_decision(prefix, &decision);

@@ -76,6 +76,17 @@ pub enum Reason {
     SelfEnrollFailed,
     /// The code was skipped for a remote host remembered after a recent code login.
     RememberedHost,
+    /// The answer was a sent code that had expired.
+    ExpiredCode,
+    /// The user reached the limit of sent codes.
+    SendLimited,
+    /// The code could not be sent (program failed, timed out, not configured).
+    DeliveryFailed,
+    /// The enrollment has no factor the policy offers here.
+    NoAllowedFactor,
+    /// The replay watermark is ahead of the clock (the clock went back, or the state file
+    /// was written from the future): no code can be accepted until the clock catches up.
+    WatermarkAhead,
 }
 
 impl Reason {
@@ -105,6 +116,11 @@ impl Reason {
             Reason::Enrolled => "self-enrolled",
             Reason::SelfEnrollFailed => "self-enroll-failed",
             Reason::RememberedHost => "remembered-host",
+            Reason::ExpiredCode => "expired-code",
+            Reason::SendLimited => "send-limited",
+            Reason::DeliveryFailed => "delivery-failed",
+            Reason::NoAllowedFactor => "no-allowed-factor",
+            Reason::WatermarkAhead => "watermark-ahead-of-clock",
         }
     }
 }

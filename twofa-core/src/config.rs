@@ -10,6 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::delivery::DeliveryPolicy;
 use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
 use crate::securefile::{self, FileError, Rules};
 use crate::state::Lockout;
@@ -72,6 +73,11 @@ pub struct Config {
     pub exempt_groups: Vec<String>,
     /// `[policy] exempt_services`: PAM services where the second factor is skipped.
     pub exempt_services: Vec<String>,
+    /// `[delivery]`: out-of-band methods.
+    pub delivery: DeliveryPolicy,
+    /// `[policy] factors`: the factors offered, in order (the first a user has is asked first;
+    /// an out-of-band one after it is a fallback the user asks for with an empty answer).
+    pub factors: Vec<String>,
     /// `[policy] remember_host_seconds`: no code again for the same user and remote host
     /// within this time after a code login (0: off; never for an empty remote host).
     pub remember_host_seconds: u64,
@@ -97,6 +103,8 @@ impl Default for Config {
             exempt_groups: Vec::new(),
             exempt_services: Vec::new(),
             remember_host_seconds: 0,
+            delivery: DeliveryPolicy::default(),
+            factors: DEFAULT_FACTORS.iter().map(|s| s.to_string()).collect(),
             storage_dir: PathBuf::from(DEFAULT_STORAGE),
         }
     }
@@ -127,8 +135,11 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Keys of later issues: known, documented, and refused with "not supported yet".
-const LATER_POLICY_KEYS: &[&str] = &["factors", "on_store_error", "fail_delay_ms"];
-const LATER_TABLES: &[&str] = &["recovery", "delivery", "store", "fleet"];
+const LATER_POLICY_KEYS: &[&str] = &["on_store_error", "fail_delay_ms"];
+
+/// Every factor twofa knows, in the default order.
+pub const DEFAULT_FACTORS: &[&str] = &["totp", "hotp", "recovery", "email", "pushover", "script"];
+const LATER_TABLES: &[&str] = &["recovery", "store", "fleet"];
 /// Largest HOTP look-ahead: every counter more is another code an attacker may guess.
 pub const MAX_LOOK_AHEAD: u64 = 100;
 
@@ -228,6 +239,21 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
                 *list = names.into_iter().map(str::to_string).collect();
             }
         }
+        if let Some(list) = policy.strings("factors")? {
+            if let Some(bad) = list.iter().find(|f| !DEFAULT_FACTORS.contains(f)) {
+                return Err(policy.error(
+                    "factors",
+                    format!(
+                        "unknown factor \"{bad}\" (known: {})",
+                        DEFAULT_FACTORS.join(", ")
+                    ),
+                ));
+            }
+            if list.is_empty() {
+                return Err(policy.error("factors", "must name at least one factor"));
+            }
+            config.factors = list.into_iter().map(str::to_string).collect();
+        }
         if let Some(s) = policy.unsigned("remember_host_seconds", 0, 30 * 86_400)? {
             config.remember_host_seconds = s;
         }
@@ -253,6 +279,10 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
             config.hotp_look_ahead = n;
         }
         hotp.finish()?;
+    }
+    if let Some(mut delivery) = root.table("delivery")? {
+        config.delivery = crate::delivery::read(&mut delivery)?;
+        delivery.finish()?;
     }
     if let Some(mut storage) = root.table("storage")? {
         if let Some(dir) = storage.string("dir")? {
@@ -355,7 +385,8 @@ mod tests {
             ("version = 1\n[totp]\ndigits = 9\n", "/etc/twofa/twofa.toml:3: key `totp.digits`: must be from 6 to 8, not 9"),
             ("version = 1\n[totp]\nperiod = 0\n", "/etc/twofa/twofa.toml:3: key `totp.period`: must be from 1 to 3600, not 0"),
             ("version = 1\n\n[policy]\nunenrolled = \"maybe\"\n", "/etc/twofa/twofa.toml:4: key `policy.unenrolled`: must be \"deny\", \"allow\", \"grace\" or \"enroll\", not \"maybe\""),
-            ("version = 1\n[policy]\nfactors = []\n", "/etc/twofa/twofa.toml:3: key `policy.factors`: not supported yet by this version of twofa"),
+            ("version = 1\n[policy]\nfactors = []\n", "/etc/twofa/twofa.toml:3: key `policy.factors`: must name at least one factor"),
+            ("version = 1\n[policy]\nfactors = [\"sms\"]\n", "/etc/twofa/twofa.toml:3: key `policy.factors`: unknown factor \"sms\" (known: totp, hotp, recovery, email, pushover, script)"),
             ("version = 1\n[policy]\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.unenrolled`: \"grace\" needs grace_until, the last day of grace (like 2026-12-31)"),
             ("version = 1\n[policy]\ngrace_until = \"2026-02-30\"\nunenrolled = \"grace\"\n", "/etc/twofa/twofa.toml:3: key `policy.grace_until`: must be a date like 2026-12-31"),
             ("version = 1\n[policy]\ngrace_until = 2026-12-31\n", "/etc/twofa/twofa.toml:3: key `policy.grace_until`: only applies to unenrolled = \"grace\""),
@@ -366,7 +397,7 @@ mod tests {
             ("version = 1\nfoo = 1\n", "/etc/twofa/twofa.toml:2: key `foo`: unknown key"),
             ("version = 2\n", "/etc/twofa/twofa.toml:1: key `version`: version 2 is not known to this twofa (it reads version 1)"),
             ("version = 1\n[totp]\nalgorithm = \"MD5\"\n", "/etc/twofa/twofa.toml:3: key `totp.algorithm`: must be \"SHA1\", \"SHA256\" or \"SHA512\", not \"MD5\""),
-            ("version = 1\n[delivery.email]\nprogram = \"x\"\n", "/etc/twofa/twofa.toml:2: key `delivery`: not supported yet by this version of twofa"),
+            ("version = 1\n[store]\nkind = \"files\"\n", "/etc/twofa/twofa.toml:2: key `store`: not supported yet by this version of twofa"),
             ("version = 1\n[storage]\ndir = \"relative\"\n", "/etc/twofa/twofa.toml:3: key `storage.dir`: must be an absolute path"),
             ("[totp]\n", "/etc/twofa/twofa.toml: key `version`: missing; the first line must be `version = 1`"),
         ];

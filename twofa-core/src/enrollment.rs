@@ -38,6 +38,104 @@ pub struct HotpFactor {
     pub enrolled_at: u64,
 }
 
+/// How an out-of-band code reaches the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// By mail (SMTP), to one or more addresses.
+    Email,
+    /// By the Pushover push service, to a user key.
+    Pushover,
+    /// By an admin's program (SMS gateway, chat...), to a destination it understands.
+    Script,
+}
+
+impl Method {
+    /// The name in files, config tables (`[delivery.NAME]`) and the delivery program's argv.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Email => "email",
+            Method::Pushover => "pushover",
+            Method::Script => "script",
+        }
+    }
+
+    /// Parses a method name.
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "email" => Some(Method::Email),
+            "pushover" => Some(Method::Pushover),
+            "script" => Some(Method::Script),
+            _ => None,
+        }
+    }
+
+    /// Whether `to` is a well-formed destination for this method (the script's own pattern
+    /// is checked against the policy separately). No control characters, no spaces: a
+    /// destination ends up in mail headers and environment variables.
+    pub fn valid_destination(self, to: &str) -> bool {
+        if to.is_empty()
+            || to.len() > 254
+            || to.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return false;
+        }
+        match self {
+            Method::Email => {
+                let Some((local, domain)) = to.rsplit_once('@') else {
+                    return false;
+                };
+                !local.is_empty()
+                    && !local.contains(['<', '>', ',', '"', '(', ')', '\\'])
+                    && domain.contains('.')
+                    && domain.split('.').all(|l| {
+                        !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    })
+            }
+            Method::Pushover => to.len() == 30 && to.chars().all(|c| c.is_ascii_alphanumeric()),
+            Method::Script => !to.contains(['\'', '"', '`', '$', ';', '|', '&']),
+        }
+    }
+}
+
+/// An out-of-band method of a user, with the destinations an admin set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFactor {
+    /// How the code is sent.
+    pub method: Method,
+    /// Where (email: one or more addresses; pushover: one user key; script: one destination).
+    pub to: Vec<String>,
+}
+
+impl DeliveryFactor {
+    /// The destination as the user may see it in "a code was sent to ...": `a***@example.com`,
+    /// `+41******89`, `uQiR****`.
+    pub fn masked(&self) -> String {
+        self.to
+            .iter()
+            .map(|t| mask(self.method, t))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn mask(method: Method, to: &str) -> String {
+    let chars: Vec<char> = to.chars().collect();
+    match method {
+        Method::Email => match to.split_once('@') {
+            Some((local, domain)) => {
+                format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
+            }
+            None => "***".into(),
+        },
+        _ if chars.len() > 6 => {
+            let head: String = chars[..3].iter().collect();
+            let tail: String = chars[chars.len() - 2..].iter().collect();
+            format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
+        }
+        _ => "*".repeat(chars.len()),
+    }
+}
+
 /// A set of single-use recovery codes, stored only as salted HMACs.
 #[derive(Debug, Clone)]
 pub struct RecoveryFactor {
@@ -58,6 +156,8 @@ pub enum Factor {
     Hotp(HotpFactor),
     /// Single-use recovery codes.
     Recovery(RecoveryFactor),
+    /// Codes sent out of band (email, push, an admin's script).
+    Delivery(DeliveryFactor),
 }
 
 impl Factor {
@@ -67,6 +167,7 @@ impl Factor {
             Factor::Totp(_) => "totp",
             Factor::Hotp(_) => "hotp",
             Factor::Recovery(_) => "recovery",
+            Factor::Delivery(d) => d.method.name(),
         }
     }
 }
@@ -101,6 +202,14 @@ impl Enrollment {
     pub fn recovery(&self) -> Option<&RecoveryFactor> {
         self.factors.iter().find_map(|f| match f {
             Factor::Recovery(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// The out-of-band methods, in the order they were enrolled.
+    pub fn deliveries(&self) -> impl Iterator<Item = &DeliveryFactor> {
+        self.factors.iter().filter_map(|f| match f {
+            Factor::Delivery(d) => Some(d),
             _ => None,
         })
     }
@@ -170,6 +279,15 @@ impl Enrollment {
                         h.params.algorithm, h.params.digits, h.counter, h.enrolled_at
                     ));
                 }
+                Factor::Delivery(d) => {
+                    out.push_str(&format!(
+                        "\n[[factor]]\ntype = \"{}\"\nto = [",
+                        d.method.name()
+                    ));
+                    let list: Vec<String> = d.to.iter().map(|t| quote(t)).collect();
+                    out.push_str(&list.join(", "));
+                    out.push_str("]\n");
+                }
                 Factor::Recovery(r) => {
                     out.push_str("\n[[factor]]\ntype = \"recovery\"\n");
                     out.push_str(&format!(
@@ -201,6 +319,23 @@ fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {
     }
 }
 
+fn parse_delivery(f: &mut Fields<'_>, kind: &str) -> Result<Factor, FieldError> {
+    let method = Method::parse(kind).ok_or_else(|| f.error("type", "unknown method"))?;
+    let to: Vec<String> = f
+        .strings("to")?
+        .ok_or_else(|| f.error("to", "missing: where the code is sent"))?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if to.is_empty() || (method != Method::Email && to.len() != 1) {
+        return Err(f.error("to", "one destination (email: one or more addresses)"));
+    }
+    if let Some(bad) = to.iter().find(|t| !method.valid_destination(t)) {
+        return Err(f.error("to", format!("\"{bad}\" is not a valid {kind} destination")));
+    }
+    Ok(Factor::Delivery(DeliveryFactor { method, to }))
+}
+
 fn parse_recovery(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
     let salt = f
         .string("salt")?
@@ -229,15 +364,11 @@ fn parse_factor(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
     let kind = f
         .string("type")?
         .ok_or_else(|| f.error("type", "missing"))?;
+
     match kind {
         "totp" | "hotp" => {}
         "recovery" => return parse_recovery(f),
-        "email" | "pushover" | "script" => {
-            return Err(f.error(
-                "type",
-                format!("\"{kind}\" is not supported yet by this version of twofa"),
-            ))
-        }
+        "email" | "pushover" | "script" => return parse_delivery(f, kind),
         other => return Err(f.error("type", format!("unknown factor type \"{other}\""))),
     }
     let secret_text = f
@@ -342,6 +473,29 @@ mod tests {
     }
 
     #[test]
+    fn delivery_factors_round_trip_and_mask_their_destinations() -> Result<(), String> {
+        let e = Enrollment {
+            account: "carol".into(),
+            factors: vec![
+                Factor::Delivery(DeliveryFactor {
+                    method: Method::Email,
+                    to: vec!["carol@example.com".into(), "c@x.org".into()],
+                }),
+                Factor::Delivery(DeliveryFactor {
+                    method: Method::Script,
+                    to: vec!["+41791234589".into()],
+                }),
+            ],
+        };
+        let back = Enrollment::parse(&e.to_toml(), "carol").map_err(|e| e.to_string())?;
+        let d: Vec<&DeliveryFactor> = back.deliveries().collect();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].masked(), "c***@example.com, c***@x.org");
+        assert_eq!(d[1].masked(), "+41*******89");
+        Ok(())
+    }
+
+    #[test]
     fn an_enrollment_copied_to_another_account_is_refused() -> Result<(), String> {
         let text = sample()?.to_toml();
         let err = Enrollment::parse(&text, "mallory")
@@ -365,7 +519,9 @@ mod tests {
             (format!("{base}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"SHA1\"\ndigits = 6\nperiod = 0\n"), "from 1 to 3600"),
             ("version = 7\naccount = \"alice\"\n".to_string(), "version 7"),
             ("version = 1\naccount = \"alice\"\n".to_string(), "no factor"),
-            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"email\"\n".to_string(), "not supported yet"),
+            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"email\"\n".to_string(), "missing: where the code is sent"),
+            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"email\"\nto = [\"a@b\\nBcc: x@y.z\"]\n".to_string(), "not a valid email destination"),
+            ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"pushover\"\nto = [\"short\"]\n".to_string(), "not a valid pushover destination"),
             (format!("{}secret = \"JBSWY3DPEHPK3PXP\"\nalgorithm = \"SHA1\"\ndigits = 6\n", base.replace("totp", "hotp")), "key `factor.counter`: missing"),
             ("version = 1\naccount = \"alice\"\n[[factor]]\ntype = \"recovery\"\nsalt = \"00112233445566778899\"\ncodes = [\"abc\"]\n".to_string(), "64 hex"),
             ("version = 1\naccount = \"ali".to_string(), "not valid TOML"),

@@ -9,6 +9,7 @@
 pub mod args;
 pub mod audit;
 pub mod config;
+pub mod delivery;
 pub mod enrollment;
 pub mod google_authenticator;
 pub mod identity;
@@ -17,6 +18,7 @@ pub mod otp;
 pub mod policy;
 pub mod qr;
 pub mod recovery;
+pub mod runner;
 pub mod secret;
 pub mod securefile;
 pub mod state;

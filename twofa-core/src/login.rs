@@ -9,6 +9,8 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Event, Outcome, Reason};
 use crate::config::Config;
+use crate::delivery::Deliverer;
+use crate::enrollment::DeliveryFactor;
 use crate::enrollment::{Enrollment, Factor, RecoveryFactor, TotpFactor};
 use crate::identity::{Account, Directory};
 use crate::otp;
@@ -16,7 +18,10 @@ use crate::policy::{self, Plan, Who};
 use crate::qr;
 use crate::recovery;
 use crate::secret::Secret;
-use crate::store::{FailureOutcome, RecoveryOutcome, StepOutcome, Store, StoreError};
+use crate::store::{
+    Challenge, ChallengeOutcome, FailureOutcome, RecoveryOutcome, SendOutcome, StepOutcome, Store,
+    StoreError,
+};
 use crate::uri;
 
 /// The prompt for the code, the same for every user and every path.
@@ -204,6 +209,7 @@ pub fn authenticate(
     config: &Config,
     store: &dyn Store,
     dir: &dyn Directory,
+    deliver: &dyn Deliverer,
     conv: &mut dyn Conversation,
     req: &Request<'_>,
 ) -> Decision {
@@ -230,7 +236,10 @@ pub fn authenticate(
         Some(a) => store.enrollment(a),
     };
     let enrollment: Option<Enrollment> = match enrollment {
-        Ok(e) => e,
+        // Only the factors the policy offers count; none offered is as good as none enrolled.
+        Ok(e) => e
+            .map(|e| offered(config, e))
+            .filter(|e| !e.factors.is_empty()),
         Err(_) if req.password_failed => None,
         Err(e) => {
             return decide(
@@ -314,7 +323,9 @@ pub fn authenticate(
                     Some("no enrollment".into()),
                 );
             };
-            verify(config, store, conv, req, event, account, enrollment)
+            verify(
+                config, store, deliver, conv, req, event, account, enrollment,
+            )
         }
     }
 }
@@ -408,7 +419,7 @@ fn enrolled_at(e: &Enrollment) -> Option<u64> {
     e.factors.iter().find_map(|f| match f {
         Factor::Totp(t) => Some(t.enrolled_at),
         Factor::Hotp(h) => Some(h.enrolled_at),
-        Factor::Recovery(_) => None,
+        Factor::Recovery(_) | Factor::Delivery(_) => None,
     })
 }
 
@@ -445,10 +456,134 @@ fn success(
     decide(event, Outcome::Success, Reason::Ok, detail)
 }
 
+/// Whether the TOTP watermark lies beyond every step the window accepts now.
+fn watermark_ahead(
+    config: &Config,
+    e: &Enrollment,
+    state: &crate::state::UserState,
+    now: u64,
+) -> bool {
+    let Some(t) = e.totp() else {
+        return false;
+    };
+    let newest = otp::step_at(now, t.params.period).saturating_add(config.totp.window);
+    state.totp_last_step.is_some_and(|w| w >= newest)
+}
+
+/// The enrollment with only the factors `[policy] factors` offers.
+fn offered(config: &Config, mut e: Enrollment) -> Enrollment {
+    e.factors
+        .retain(|f| config.factors.iter().any(|name| name == f.kind()));
+    e
+}
+
+/// The user's first out-of-band factor that the policy offers (in the policy's order).
+fn first_delivery<'e>(config: &Config, e: &'e Enrollment) -> Option<&'e DeliveryFactor> {
+    config
+        .factors
+        .iter()
+        .find_map(|name| e.deliveries().find(|d| d.method.name() == name))
+        .filter(|d| config.delivery.method(d.method).is_some())
+}
+
+/// Whether, in the policy's order, the user's first factor (recovery codes aside) is sent out
+/// of band rather than read from an app or token.
+fn primary_is_delivery(config: &Config, e: &Enrollment) -> bool {
+    for name in &config.factors {
+        match name.as_str() {
+            "totp" if e.totp().is_some() => return false,
+            "hotp" if e.hotp().is_some() => return false,
+            "recovery" => {}
+            other if e.deliveries().any(|d| d.method.name() == other) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// `digits` random decimal digits, uniformly (rejection sampling over the OS CSPRNG).
+pub fn random_code(digits: u32) -> Option<Zeroizing<String>> {
+    let modulus = 10u64.checked_pow(digits)?;
+    let limit = u64::MAX - u64::MAX % modulus;
+    loop {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b).ok()?;
+        let v = u64::from_ne_bytes(b);
+        if v < limit {
+            return Some(Zeroizing::new(format!(
+                "{:0width$}",
+                v % modulus,
+                width = digits as usize
+            )));
+        }
+    }
+}
+
+/// Sends a fresh code by `d`: counted against the send limit first (atomically, so parallel
+/// logins can't exceed it), kept only as a salted HMAC with its expiry, then handed to the
+/// delivery program. Tells the user where it went, or why not.
+fn send_code(
+    c: &Checked<'_>,
+    conv: &mut dyn Conversation,
+    d: &DeliveryFactor,
+) -> Result<(), (Reason, Option<String>)> {
+    let (config, store, req, account) = (c.config, c.store, c.req, c.account);
+    let policy = &config.delivery;
+    let Some(method) = policy.method(d.method) else {
+        return Err((
+            Reason::DeliveryFailed,
+            Some(format!("no [delivery.{}] in the policy", d.method.name())),
+        ));
+    };
+    let state_error = |e: StoreError| (Reason::StateError, Some(e.to_string()));
+    match store
+        .count_send(
+            account,
+            req.now,
+            policy.max_sends,
+            policy.send_window_seconds,
+        )
+        .map_err(state_error)?
+    {
+        SendOutcome::Allowed => {}
+        SendOutcome::Limited => {
+            conv.show_error("Too many codes were sent; try again later, or use your authenticator app or a recovery code.");
+            return Err((Reason::SendLimited, None));
+        }
+    }
+    let code = random_code(policy.code_digits)
+        .ok_or((Reason::InternalError, Some("no random code".into())))?;
+    let mut salt = vec![0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| (Reason::InternalError, Some(e.to_string())))?;
+    let challenge = Challenge {
+        salt: recovery::to_hex(&salt),
+        hash: recovery::to_hex(&recovery::hash(&salt, code.as_bytes())),
+        expires: req.now.saturating_add(method.code_ttl_seconds),
+    };
+    store
+        .put_challenge(account, challenge)
+        .map_err(state_error)?;
+    if let Err(e) = c
+        .deliver
+        .send(&account.name, d, &code, method.code_ttl_seconds)
+    {
+        conv.show_error("Could not send the code; use your authenticator app or a recovery code, or contact your administrator.");
+        return Err((Reason::DeliveryFailed, Some(e.to_string())));
+    }
+    let minutes = method.code_ttl_seconds.div_ceil(60);
+    conv.show_notice(&format!(
+        "A code was sent to {}. It is valid for {minutes} minute{}.",
+        d.masked(),
+        if minutes == 1 { "" } else { "s" }
+    ));
+    Ok(())
+}
+
 /// What a code check after a verified password works with.
 struct Checked<'a> {
     config: &'a Config,
     store: &'a dyn Store,
+    deliver: &'a dyn Deliverer,
     req: &'a Request<'a>,
     account: &'a Account,
     enrollment: &'a Enrollment,
@@ -462,9 +597,11 @@ fn rememberable<'a>(config: &Config, req: &Request<'a>) -> Option<&'a str> {
 
 /// The check after a verified password: lock, remembered host, answer, one atomic store
 /// operation.
+#[allow(clippy::too_many_arguments)] // the login's parts, named; bundled in `Checked` below
 fn verify(
     config: &Config,
     store: &dyn Store,
+    deliver: &dyn Deliverer,
     conv: &mut dyn Conversation,
     req: &Request<'_>,
     mut event: Event,
@@ -474,6 +611,7 @@ fn verify(
     let checked = Checked {
         config,
         store,
+        deliver,
         req,
         account,
         enrollment,
@@ -507,12 +645,68 @@ fn verify(
             return decide(event, Outcome::Success, Reason::RememberedHost, None);
         }
     }
-    let answer = match answer(req, conv) {
+    // Out-of-band: sent at once when it is the user's first factor, or on an empty answer when
+    // it follows an app or token. Never in a one-field login.
+    let oob = match req.code {
+        CodeSource::Ask => first_delivery(config, enrollment),
+        CodeSource::Field(_) => None,
+    };
+    let prompt_factors = enrollment.totp().is_some()
+        || enrollment.hotp().is_some()
+        || enrollment.recovery().is_some();
+    let mut sent = false;
+    let mut send_failure = None;
+    if let Some(d) = oob {
+        if primary_is_delivery(config, enrollment) {
+            match send_code(&checked, conv, d) {
+                Ok(()) => sent = true,
+                Err(f) if prompt_factors => send_failure = Some(f),
+                Err((reason, detail)) => return decide(event, Outcome::Deny, reason, detail),
+            }
+        }
+    }
+    let fallback_prompt;
+    let prompt = match oob {
+        Some(d) if !sent && send_failure.is_none() => {
+            fallback_prompt = format!(
+                "Verification code (or Enter to get one by {}): ",
+                d.method.name()
+            );
+            fallback_prompt.as_str()
+        }
+        _ => CODE_PROMPT,
+    };
+    let mut answer = match &req.code {
+        CodeSource::Ask => conv.ask_hidden(prompt),
+        CodeSource::Field(code) => Ok(code.clone()),
+    };
+    if let (Ok(None), Some(d)) | (Ok(Some(_)), Some(d)) = (&answer, oob) {
+        let empty = answer
+            .as_ref()
+            .ok()
+            .and_then(|a| a.as_ref())
+            .is_none_or(|a| a.is_empty());
+        if empty && !sent && send_failure.is_none() {
+            match send_code(&checked, conv, d) {
+                Ok(()) => {
+                    sent = true;
+                    answer = conv.ask_hidden(CODE_PROMPT);
+                }
+                Err((reason, detail)) => return decide(event, Outcome::Deny, reason, detail),
+            }
+        }
+    }
+    let answer = match answer {
         Ok(a) => a,
         Err(ConversationError) => {
             return decide(event, Outcome::Deny, Reason::ConversationFailed, None)
         }
     };
+    if sent || state.challenge.is_some() {
+        if let Some(d) = oob.or_else(|| first_delivery(config, enrollment)) {
+            event.factor = Some(d.method.name());
+        }
+    }
     let hotp_from = state.hotp_from(enrollment.hotp().map_or(0, |h| h.counter));
     let matched = match_answer(
         config,
@@ -525,6 +719,11 @@ fn verify(
     let reason = match matched {
         Matched::Totp(step) => match stored(store.accept_step(account, step, req.now)) {
             Ok(StepOutcome::Accepted) => return success(&checked, conv, event, None),
+            // A right code for now, refused because the watermark is ahead of the clock: say
+            // so, an admin has to look at the clock (or reset the user).
+            Ok(StepOutcome::Replayed) if watermark_ahead(config, enrollment, &state, req.now) => {
+                Reason::WatermarkAhead
+            }
             Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
             // Locked by a parallel login meanwhile: refused, not counted.
             Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
@@ -572,7 +771,32 @@ fn verify(
                 }
             }
         }
-        Matched::Nothing(reason) => reason,
+        Matched::Nothing(reason) => {
+            // A sent code (this login's, or one still pending from a recent one).
+            let digits = config.delivery.code_digits;
+            let code = answer
+                .as_deref()
+                .and_then(|a| otp::normalize_code(a, digits));
+            match code {
+                Some(code) if sent || state.challenge.is_some() => {
+                    match store.take_challenge(account, &code, req.now) {
+                        Ok(ChallengeOutcome::Valid) => return success(&checked, conv, event, None),
+                        Ok(ChallengeOutcome::Expired) => Reason::ExpiredCode,
+                        Ok(ChallengeOutcome::Wrong) => reason,
+                        Ok(ChallengeOutcome::Locked(until)) => return locked(conv, event, until),
+                        Err(e) => {
+                            return decide(
+                                event,
+                                Outcome::Error,
+                                Reason::StateError,
+                                Some(e.to_string()),
+                            )
+                        }
+                    }
+                }
+                _ => reason,
+            }
+        }
     };
     // A failure is on disk before the module returns; if it can't be, still deny.
     let detail = match store.record_failure(account, req.now, &config.lockout) {
@@ -814,6 +1038,53 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.with_state(a, |s| s.remember_host(host, until, now))
         }
+        fn count_send(
+            &self,
+            a: &Account,
+            now: u64,
+            limit: u32,
+            window: u64,
+        ) -> Result<SendOutcome, StoreError> {
+            self.with_state(a, |s| s.count_send(now, limit, window))
+        }
+        fn put_challenge(&self, a: &Account, c: Challenge) -> Result<(), StoreError> {
+            self.with_state(a, |s| s.put_challenge(c))
+        }
+        fn take_challenge(
+            &self,
+            a: &Account,
+            answer: &[u8],
+            now: u64,
+        ) -> Result<ChallengeOutcome, StoreError> {
+            self.with_state(a, |s| s.take_challenge(answer, now))
+        }
+    }
+
+    /// A delivery that records what it sent (or fails, if told to).
+    #[derive(Default)]
+    struct Sends {
+        sent: RefCell<Vec<(String, String)>>,
+        fail: bool,
+    }
+
+    impl Deliverer for Sends {
+        fn send(
+            &self,
+            _: &str,
+            f: &DeliveryFactor,
+            code: &str,
+            _: u64,
+        ) -> Result<(), crate::delivery::SendError> {
+            if self.fail {
+                return Err(crate::delivery::SendError::Program(
+                    "smtp: connection refused".into(),
+                ));
+            }
+            self.sent
+                .borrow_mut()
+                .push((f.to.join(","), code.to_string()));
+            Ok(())
+        }
     }
 
     /// alice (enrolled in `world`), bob (not), carol (in group "backup"); nobody else.
@@ -821,11 +1092,13 @@ mod tests {
 
     impl Directory for Dir {
         fn lookup(&self, name: &str) -> Result<Option<Account>, crate::identity::LookupError> {
-            Ok(["alice", "bob", "carol"].contains(&name).then(|| Account {
-                name: name.into(),
-                uid: 1000,
-                gid: 1000,
-            }))
+            Ok(["alice", "bob", "carol", "dave"]
+                .contains(&name)
+                .then(|| Account {
+                    name: name.into(),
+                    uid: 1000,
+                    gid: 1000,
+                }))
         }
         fn groups(&self, a: &Account) -> Result<Vec<String>, crate::identity::LookupError> {
             Ok(if a.name == "carol" {
@@ -924,7 +1197,7 @@ mod tests {
             now: NOW,
             code: CodeSource::Ask,
         };
-        let d = authenticate(config, store, &Dir, &mut conv, &req);
+        let d = authenticate(config, store, &Dir, &Sends::default(), &mut conv, &req);
         (d, conv.prompts)
     }
 
@@ -1063,7 +1336,7 @@ mod tests {
                 now: NOW,
                 code: CodeSource::Field(Some(Zeroizing::new(code.as_bytes().to_vec()))),
             };
-            let d = authenticate(&c, &s, &Dir, &mut conv, &req);
+            let d = authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req);
             assert_eq!(d.outcome, outcome, "{failed} {code}");
             assert!(conv.prompts.is_empty());
         }
@@ -1095,7 +1368,10 @@ mod tests {
                 now: NOW,
                 code: CodeSource::Ask,
             };
-            last = Some((authenticate(&c, &s, &Dir, &mut conv, &req), conv));
+            last = Some((
+                authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req),
+                conv,
+            ));
         }
         let (d, conv) = last.ok_or("no run")?;
         assert_eq!(
@@ -1119,7 +1395,7 @@ mod tests {
             now: NOW + 1,
             code: CodeSource::Ask,
         };
-        let d = authenticate(&c, &s, &Dir, &mut conv, &req);
+        let d = authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req);
         assert_eq!((d.outcome, d.event.reason), (Outcome::Deny, Reason::Locked));
         assert_eq!(
             conv.prompts,
@@ -1154,7 +1430,7 @@ mod tests {
         .ok_or("code")?;
         conv.answers = vec![Box::leak(later.into_boxed_str())];
         assert_eq!(
-            authenticate(&c, &s, &Dir, &mut conv, &req).outcome,
+            authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req).outcome,
             Outcome::Success
         );
         Ok(())
@@ -1197,7 +1473,14 @@ mod tests {
             now: NOW,
             code,
         };
-        let d = authenticate(&Config::default(), s, &Dir, &mut conv, &req);
+        let d = authenticate(
+            &Config::default(),
+            s,
+            &Dir,
+            &Sends::default(),
+            &mut conv,
+            &req,
+        );
         (d, conv.prompts)
     }
 
@@ -1288,7 +1571,7 @@ mod tests {
                 now: NOW,
                 code: CodeSource::Ask,
             };
-            authenticate(&c, &s, &Dir, &mut conv, &req)
+            authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req)
         };
         // RFC 4226: counter 3 = 969429, 2 = 359152, 4 = 338314, 15 would be beyond look-ahead.
         let d = go("969429");
@@ -1312,7 +1595,14 @@ mod tests {
             answers,
             prompts: vec![],
         };
-        let d = authenticate(c, s, &Dir, &mut conv, &req_for(user, CodeSource::Ask));
+        let d = authenticate(
+            c,
+            s,
+            &Dir,
+            &Sends::default(),
+            &mut conv,
+            &req_for(user, CodeSource::Ask),
+        );
         (d, conv.prompts)
     }
 
@@ -1372,7 +1662,9 @@ mod tests {
             ..req_for("alice", CodeSource::Ask)
         };
         assert_eq!(
-            authenticate(&c, &s, &Dir, &mut conv, &req).event.reason,
+            authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req)
+                .event
+                .reason,
             Reason::ExemptService
         );
         // A wrong password is never let through by an exemption.
@@ -1384,7 +1676,7 @@ mod tests {
             password_failed: true,
             ..req_for("carol", CodeSource::Ask)
         };
-        let d = authenticate(&c, &s, &Dir, &mut conv, &req);
+        let d = authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req);
         assert_eq!(
             (d.outcome, conv.prompts),
             (Outcome::Deny, vec![CODE_PROMPT.to_string()])
@@ -1424,7 +1716,9 @@ mod tests {
             ..req_for("alice", CodeSource::Ask)
         };
         assert_eq!(
-            authenticate(&c, &s, &Dir, &mut conv, &other).event.reason,
+            authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &other)
+                .event
+                .reason,
             Reason::ConversationFailed
         );
         let mut conv = Script {
@@ -1436,7 +1730,9 @@ mod tests {
             ..req_for("alice", CodeSource::Ask)
         };
         assert_eq!(
-            authenticate(&c, &s, &Dir, &mut conv, &later).event.reason,
+            authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &later)
+                .event
+                .reason,
             Reason::ConversationFailed
         );
         let mut conv = Script {
@@ -1448,7 +1744,9 @@ mod tests {
             ..req_for("alice", CodeSource::Ask)
         };
         assert_eq!(
-            authenticate(&c, &s, &Dir, &mut conv, &empty).event.reason,
+            authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &empty)
+                .event
+                .reason,
             Reason::ConversationFailed
         );
         Ok(())
@@ -1477,7 +1775,7 @@ mod tests {
         .map(|c| c.to_string())
         .ok_or("code")?;
         conv.answers = vec![Box::leak(code.into_boxed_str())];
-        let d = authenticate(&c, &s, &Dir, &mut conv, &req);
+        let d = authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req);
         assert_eq!(d.outcome, Outcome::Success);
         assert_eq!(conv.prompts.last().map(String::as_str), Some("info: Your 2FA enrollment is 40 days old; re-enroll with twofa-enroll (ask your administrator)."));
         Ok(())
@@ -1533,7 +1831,14 @@ mod tests {
             shown: vec![],
             wrong: true,
         };
-        let d = authenticate(&c, &s, &Dir, &mut wrong, &req_for("bob", CodeSource::Ask));
+        let d = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &Sends::default(),
+            &mut wrong,
+            &req_for("bob", CodeSource::Ask),
+        );
         assert_eq!(
             (d.outcome, d.event.reason),
             (Outcome::Deny, Reason::SelfEnrollFailed)
@@ -1547,7 +1852,14 @@ mod tests {
             shown: vec![],
             wrong: false,
         };
-        let d = authenticate(&c, &s, &Dir, &mut app, &req_for("bob", CodeSource::Ask));
+        let d = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &Sends::default(),
+            &mut app,
+            &req_for("bob", CodeSource::Ask),
+        );
         assert_eq!(
             (d.outcome, d.event.reason),
             (Outcome::Success, Reason::Enrolled)
@@ -1581,10 +1893,366 @@ mod tests {
             &c,
             &s,
             &Dir,
+            &Sends::default(),
             &mut app,
             &req_for("carol", CodeSource::Field(None)),
         );
         assert_eq!(d.event.reason, Reason::SelfEnrollFailed);
+        Ok(())
+    }
+
+    fn with_email(c: &mut Config) {
+        c.delivery = crate::delivery::DeliveryPolicy {
+            methods: vec![crate::delivery::MethodPolicy {
+                method: crate::enrollment::Method::Email,
+                program: "/x".into(),
+                run_as: "twofa".into(),
+                timeout_seconds: 10,
+                code_ttl_seconds: 300,
+                settings: vec![],
+                destination_pattern: None,
+            }],
+            max_sends: 2,
+            ..Default::default()
+        };
+    }
+
+    fn email(to: &str) -> Factor {
+        Factor::Delivery(DeliveryFactor {
+            method: crate::enrollment::Method::Email,
+            to: vec![to.into()],
+        })
+    }
+
+    fn ask(
+        c: &Config,
+        s: &MemStore,
+        d: &Sends,
+        user: &str,
+        answers: Vec<String>,
+        now: u64,
+    ) -> (Decision, Vec<String>) {
+        let answers: Vec<&'static str> = answers
+            .into_iter()
+            .map(|a| &*Box::leak(a.into_boxed_str()))
+            .collect();
+        let mut conv = Script {
+            answers,
+            prompts: vec![],
+        };
+        let req = Request {
+            now,
+            ..req_for(user, CodeSource::Ask)
+        };
+        let dec = authenticate(c, s, &Dir, d, &mut conv, &req);
+        (dec, conv.prompts)
+    }
+
+    #[test]
+    fn an_email_only_user_gets_a_code_at_once_and_it_works_once_before_it_expires(
+    ) -> Result<(), String> {
+        let s = world()?;
+        s.enrolled.borrow_mut().insert(
+            "dave".into(),
+            Enrollment {
+                account: "dave".into(),
+                factors: vec![email("dave@example.com")],
+            },
+        );
+        let mut c = Config::default();
+        with_email(&mut c);
+        let d = Sends::default();
+        // The sender's code is read back from the fake delivery, as the user reads their mail.
+        let mut conv = Script {
+            answers: vec![],
+            prompts: vec![],
+        };
+        let req = Request {
+            now: NOW,
+            ..req_for("dave", CodeSource::Ask)
+        };
+        let dec = authenticate(&c, &s, &Dir, &d, &mut conv, &req);
+        assert_eq!(dec.event.reason, Reason::ConversationFailed);
+        assert_eq!(
+            conv.prompts[0],
+            "notice: A code was sent to d***@example.com. It is valid for 5 minutes."
+        );
+        assert_eq!(conv.prompts[1], CODE_PROMPT);
+        let code = d
+            .sent
+            .borrow()
+            .last()
+            .map(|(_, c)| c.clone())
+            .ok_or("nothing sent")?;
+        // A new login sends a new code: the old one no longer works.
+        let (dec, _) = ask(&c, &s, &d, "dave", vec![code.clone()], NOW + 1);
+        assert_eq!(
+            (dec.outcome, dec.event.reason),
+            (Outcome::Deny, Reason::WrongCode)
+        );
+        let code = d
+            .sent
+            .borrow()
+            .last()
+            .map(|(_, c)| c.clone())
+            .ok_or("nothing sent")?;
+        assert_eq!(d.sent.borrow().len(), 2);
+        // The send limit (2) is reached: a third login is refused before anything is sent.
+        let (dec, prompts) = ask(&c, &s, &d, "dave", vec![code.clone()], NOW + 2);
+        assert_eq!(
+            (dec.outcome, dec.event.reason),
+            (Outcome::Deny, Reason::SendLimited)
+        );
+        assert!(
+            prompts[0].starts_with("error: Too many codes were sent"),
+            "{prompts:?}"
+        );
+        assert_eq!(d.sent.borrow().len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_sent_code_logs_in_once_and_an_expired_one_is_refused() -> Result<(), String> {
+        let s = world()?;
+        s.enrolled.borrow_mut().insert(
+            "dave".into(),
+            Enrollment {
+                account: "dave".into(),
+                factors: vec![email("dave@example.com")],
+            },
+        );
+        let mut c = Config::default();
+        with_email(&mut c);
+        c.delivery.max_sends = 0;
+        let d = Sends::default();
+        // Conversation that answers with the code just sent.
+        struct Reader<'a>(&'a Sends, Vec<String>);
+        impl Conversation for Reader<'_> {
+            fn ask_hidden(
+                &mut self,
+                p: &str,
+            ) -> Result<Option<Zeroizing<Vec<u8>>>, ConversationError> {
+                self.1.push(p.to_string());
+                let code = self
+                    .0
+                    .sent
+                    .borrow()
+                    .last()
+                    .map(|(_, c)| c.clone())
+                    .ok_or(ConversationError)?;
+                Ok(Some(Zeroizing::new(code.into_bytes())))
+            }
+            fn show_error(&mut self, m: &str) {
+                self.1.push(m.to_string());
+            }
+            fn show_notice(&mut self, m: &str) {
+                self.1.push(m.to_string());
+            }
+            fn show_info(&mut self, m: &str) {
+                self.1.push(m.to_string());
+            }
+        }
+        let mut r = Reader(&d, vec![]);
+        let dec = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &d,
+            &mut r,
+            &Request {
+                now: NOW,
+                ..req_for("dave", CodeSource::Ask)
+            },
+        );
+        assert_eq!(
+            (dec.outcome, dec.event.factor),
+            (Outcome::Success, Some("email"))
+        );
+        let code = d
+            .sent
+            .borrow()
+            .last()
+            .map(|(_, c)| c.clone())
+            .ok_or("nothing sent")?;
+        assert_eq!(code.len(), 6);
+        // Typed at a later login's prompt (after that login sent another), it is spent: refused.
+        let (dec, _) = ask(&c, &s, &d, "dave", vec![code], NOW + 5);
+        assert_eq!(dec.outcome, Outcome::Deny);
+        // The code of that later login, typed after it expired.
+        let late = d
+            .sent
+            .borrow()
+            .last()
+            .map(|(_, c)| c.clone())
+            .ok_or("nothing sent")?;
+        let mut conv = Script {
+            answers: vec![Box::leak(late.into_boxed_str())],
+            prompts: vec![],
+        };
+        let dec = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &Sends {
+                fail: true,
+                ..Default::default()
+            },
+            &mut conv,
+            &Request {
+                now: NOW + 5 + 301,
+                ..req_for("dave", CodeSource::Ask)
+            },
+        );
+        // (That login's own send failed, so nothing new is pending: the old code is checked.)
+        assert_eq!(
+            (dec.outcome, dec.event.reason),
+            (Outcome::Deny, Reason::DeliveryFailed)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_app_user_asks_for_an_email_code_with_an_empty_answer() -> Result<(), String> {
+        let s = world()?;
+        {
+            let mut all = s.enrolled.borrow_mut();
+            let e = all.get_mut("alice").ok_or("alice")?;
+            e.factors.push(email("alice@example.com"));
+        }
+        let mut c = Config::default();
+        with_email(&mut c);
+        let d = Sends::default();
+        // The app's code works at the first prompt, which offers the fallback.
+        let (dec, prompts) = ask(&c, &s, &d, "alice", vec!["050471".into()], NOW);
+        assert_eq!(dec.outcome, Outcome::Success);
+        assert_eq!(
+            prompts,
+            vec!["Verification code (or Enter to get one by email): "]
+        );
+        assert!(d.sent.borrow().is_empty());
+        // An empty answer sends a code and asks again.
+        let (dec, prompts) = ask(
+            &c,
+            &s,
+            &d,
+            "alice",
+            vec![String::new(), "000000".into()],
+            NOW + 30,
+        );
+        assert_eq!(dec.outcome, Outcome::Deny);
+        assert_eq!(
+            prompts[1],
+            "notice: A code was sent to a***@example.com. It is valid for 5 minutes."
+        );
+        assert_eq!(prompts[2], CODE_PROMPT);
+        assert_eq!(d.sent.borrow().len(), 1);
+        // Nothing is ever sent before the password is verified, nor in a one-field login.
+        let mut conv = Script {
+            answers: vec![""],
+            prompts: vec![],
+        };
+        let dec = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &d,
+            &mut conv,
+            &Request {
+                password_failed: true,
+                ..req_for("alice", CodeSource::Ask)
+            },
+        );
+        assert_eq!(
+            (dec.outcome, conv.prompts),
+            (Outcome::Deny, vec![CODE_PROMPT.to_string()])
+        );
+        let mut conv = Script {
+            answers: vec![],
+            prompts: vec![],
+        };
+        let _ = authenticate(
+            &c,
+            &s,
+            &Dir,
+            &d,
+            &mut conv,
+            &req_for("alice", CodeSource::Field(Some(Zeroizing::new(Vec::new())))),
+        );
+        assert_eq!(d.sent.borrow().len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_delivery_falls_back_to_the_app_or_denies() -> Result<(), String> {
+        let s = world()?;
+        s.enrolled.borrow_mut().insert(
+            "dave".into(),
+            Enrollment {
+                account: "dave".into(),
+                factors: vec![email("dave@example.com")],
+            },
+        );
+        let mut c = Config::default();
+        with_email(&mut c);
+        let failing = Sends {
+            fail: true,
+            ..Default::default()
+        };
+        let (dec, prompts) = ask(&c, &s, &failing, "dave", vec![], NOW);
+        assert_eq!(
+            (dec.outcome, dec.event.reason),
+            (Outcome::Deny, Reason::DeliveryFailed)
+        );
+        assert_eq!(prompts, vec!["error: Could not send the code; use your authenticator app or a recovery code, or contact your administrator."]);
+        assert!(dec
+            .event
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("connection refused")));
+        // email first, TOTP second: the failure is told and the app still works.
+        c.factors = vec!["email".into(), "totp".into()];
+        {
+            let mut all = s.enrolled.borrow_mut();
+            let e = all.get_mut("alice").ok_or("alice")?;
+            e.factors.push(email("alice@example.com"));
+        }
+        let (dec, prompts) = ask(&c, &s, &failing, "alice", vec!["050471".into()], NOW);
+        assert_eq!(dec.outcome, Outcome::Success, "{prompts:?}");
+        assert_eq!(prompts[1], CODE_PROMPT);
+        Ok(())
+    }
+
+    #[test]
+    fn factors_the_policy_does_not_offer_do_not_count() -> Result<(), String> {
+        let s = world()?;
+        let c = Config {
+            factors: vec!["email".into()],
+            ..Config::default()
+        };
+        let (dec, _) = run_with(&c, &s, "alice", vec!["050471"]);
+        assert_eq!(
+            (dec.outcome, dec.event.reason),
+            (Outcome::Deny, Reason::NotEnrolled)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_watermark_ahead_of_the_clock_is_reported_as_such() -> Result<(), String> {
+        let s = world()?;
+        let c = Config::default();
+        let acct = Account {
+            name: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+        };
+        s.accept_step(&acct, crate::otp::step_at(NOW, 30) + 1_000_000, NOW)
+            .map_err(|e| e.to_string())?;
+        let (d, _) = run_with(&c, &s, "alice", vec!["050471"]);
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::WatermarkAhead)
+        );
         Ok(())
     }
 }

@@ -217,8 +217,11 @@ pub struct SecureDir {
     path: PathBuf,
 }
 
-/// How long a login waits for another login of the same user to finish its write.
-pub const LOCK_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a login waits for other logins of the same user to finish their writes. Each
+/// holds the lock for one read and one fsynced write; fifty at once on a busy two-core host
+/// took seconds in the parallel tests, so this leaves room, while a stopped holder still
+/// can't hang logins for longer than this.
+pub const LOCK_DEADLINE: Duration = Duration::from_secs(10);
 
 impl SecureDir {
     /// Opens the directory at an absolute `path`, which must be root's and not writable by
@@ -244,6 +247,10 @@ impl SecureDir {
                     .map_err(|e| open_error(path, Errno::from_raw(e.raw_os_error().unwrap_or(0))))?
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            // O_DIRECTORY|O_NOFOLLOW on a symlink says "not a directory": say what it is.
+            Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+                return Err(FileError::Symlink(path.to_path_buf()))
+            }
             Err(e) => {
                 return Err(open_error(
                     path,

@@ -12,7 +12,9 @@ use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
 use crate::state::UserState;
-pub use crate::state::{FailureOutcome, Lockout, RecoveryOutcome, StepOutcome};
+pub use crate::state::{
+    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome, StepOutcome,
+};
 use crate::tomlfile::FieldError;
 
 /// Why the store could not answer.
@@ -99,6 +101,24 @@ pub trait Store {
         hash_hex: &str,
         now: u64,
     ) -> Result<RecoveryOutcome, StoreError>;
+    /// Counts one out-of-band send unless the limit is reached ([`UserState::count_send`]).
+    fn count_send(
+        &self,
+        account: &Account,
+        now: u64,
+        limit: u32,
+        window: u64,
+    ) -> Result<SendOutcome, StoreError>;
+    /// Replaces the pending out-of-band code ([`UserState::put_challenge`]).
+    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError>;
+    /// Checks an answer against the pending code, spending it if right
+    /// ([`UserState::take_challenge`]).
+    fn take_challenge(
+        &self,
+        account: &Account,
+        answer: &[u8],
+        now: u64,
+    ) -> Result<ChallengeOutcome, StoreError>;
     /// Counts one failed attempt under `lockout` ([`UserState::record_failure`]).
     fn record_failure(
         &self,
@@ -329,6 +349,29 @@ impl Store for FileStore {
         until: u64,
     ) -> Result<(), StoreError> {
         self.update_state(account, |s| s.remember_host(host, until, now))
+    }
+
+    fn count_send(
+        &self,
+        account: &Account,
+        now: u64,
+        limit: u32,
+        window: u64,
+    ) -> Result<SendOutcome, StoreError> {
+        self.update_state(account, |s| s.count_send(now, limit, window))
+    }
+
+    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
+        self.update_state(account, |s| s.put_challenge(challenge))
+    }
+
+    fn take_challenge(
+        &self,
+        account: &Account,
+        answer: &[u8],
+        now: u64,
+    ) -> Result<ChallengeOutcome, StoreError> {
+        self.update_state(account, |s| s.take_challenge(answer, now))
     }
 }
 

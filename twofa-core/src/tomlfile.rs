@@ -49,7 +49,11 @@ impl<'a> Doc<'a> {
             Err(e) => Err(FieldError {
                 line: e.span().map(|s| line_of(text, &s)),
                 key: String::new(),
-                message: format!("not valid TOML: {}", e.message().trim()),
+                // One line: toml_edit's messages run over several.
+                message: format!(
+                    "not valid TOML: {}",
+                    e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
             }),
         }
     }

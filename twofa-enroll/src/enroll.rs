@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::config::{self, Config, Unenrolled};
-use twofa_core::enrollment::{Enrollment, Factor, HotpFactor, RecoveryFactor, TotpFactor};
+use twofa_core::delivery::{Deliverer, Programs};
+use twofa_core::enrollment::{
+    DeliveryFactor, Enrollment, Factor, HotpFactor, Method, RecoveryFactor, TotpFactor,
+};
 use twofa_core::identity::{self, Account};
 use twofa_core::otp::{self, Algorithm, Params};
 use twofa_core::recovery;
@@ -39,11 +42,25 @@ pub struct Args {
     /// Code length for this user, 6 to 8 (default: the policy's).
     #[arg(long, value_parser = clap::value_parser!(u32).range(6..=8))]
     digits: Option<u32>,
-    /// Enroll an HOTP token (counter-based, e.g. a YubiKey's OATH-HOTP slot) instead of TOTP.
-    #[arg(long)]
+    /// The first factor: totp (an authenticator app, the default), hotp (a token), or a code
+    /// sent by email, pushover or script (needs the destination below).
+    #[arg(long, value_enum)]
+    method: Option<MethodArg>,
+    /// Same as --method hotp: an HOTP token (e.g. a YubiKey's OATH-HOTP slot).
+    #[arg(long, conflicts_with = "method")]
     hotp: bool,
+    /// Send codes to this address (repeat for several); with --method totp, a fallback the user
+    /// asks for with an empty answer.
+    #[arg(long, value_name = "ADDRESS")]
+    email: Vec<String>,
+    /// Send codes to this Pushover user key.
+    #[arg(long, value_name = "USER_KEY")]
+    pushover: Option<String>,
+    /// Send codes through the policy's script to this destination (e.g. a phone number).
+    #[arg(long, value_name = "DESTINATION")]
+    script_to: Option<String>,
     /// The token's current counter (with --hotp).
-    #[arg(long, default_value_t = 0, requires = "hotp")]
+    #[arg(long, default_value_t = 0)]
     counter: u64,
     /// Seconds per code for this user (default: the policy's).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -57,6 +74,213 @@ pub struct Args {
     /// Print the result as JSON on stdout (prompts go to stderr).
     #[arg(long)]
     json: bool,
+}
+
+/// The first factor of an enrollment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// Time-based codes from an authenticator app.
+    Totp,
+    /// Counter-based codes from a token.
+    Hotp,
+    /// Codes sent by email.
+    Email,
+    /// Codes sent by Pushover.
+    Pushover,
+    /// Codes sent by the policy's script.
+    Script,
+}
+
+/// The out-of-band factors the flags ask for, checked against the policy.
+fn delivery_factors(config: &Config, args: &Args) -> Result<Vec<DeliveryFactor>, Failure> {
+    let mut out = Vec::new();
+    let mut add = |method: Method, to: Vec<String>| -> Result<(), Failure> {
+        let Some(policy) = config.delivery.method(method) else {
+            return Err(
+                Failure::new(format!("the policy has no [delivery.{}]", method.name()))
+                    .hint("configure the method in twofa.toml first (see twofa.toml(5))"),
+            );
+        };
+        for t in &to {
+            if !method.valid_destination(t) {
+                return Err(Failure::new(format!(
+                    "`{t}` is not a valid {} destination",
+                    method.name()
+                )));
+            }
+            if let Some(p) = &policy.destination_pattern {
+                let ok = regex_lite_match(p, t);
+                if !ok {
+                    return Err(Failure::new(format!(
+                        "`{t}` does not match the policy's destination_pattern"
+                    )));
+                }
+            }
+        }
+        out.push(DeliveryFactor { method, to });
+        Ok(())
+    };
+    if !args.email.is_empty() {
+        add(Method::Email, args.email.clone())?;
+    }
+    if let Some(k) = &args.pushover {
+        add(Method::Pushover, vec![k.clone()])?;
+    }
+    if let Some(d) = &args.script_to {
+        add(Method::Script, vec![d.clone()])?;
+    }
+    Ok(out)
+}
+
+fn regex_lite_match(pattern: &str, text: &str) -> bool {
+    twofa_core::delivery::matches_pattern(pattern, text)
+}
+
+/// Enrolls a user whose first factor is a sent code: one code is sent and must come back
+/// (that proves the destination works), unless --no-verify.
+fn enroll_delivery(
+    config: &Config,
+    store: &FileStore,
+    account: &Account,
+    args: &Args,
+    factors: Vec<DeliveryFactor>,
+    method: Method,
+) -> Result<(), Failure> {
+    let Some(first) = factors.iter().find(|f| f.method == method).cloned() else {
+        return Err(
+            Failure::new(format!("--method {} needs its destination", method.name()))
+                .hint("e.g. --email alice@example.com, --pushover KEY or --script-to +41790000000"),
+        );
+    };
+    if !args.no_verify {
+        let policy = config
+            .delivery
+            .method(method)
+            .map(|m| m.code_ttl_seconds)
+            .unwrap_or(300);
+        let code = twofa_core::login::random_code(config.delivery.code_digits)
+            .ok_or_else(|| Failure::new("no random code"))?;
+        let deliver = Programs {
+            policy: &config.delivery,
+        };
+        deliver
+            .send(&account.name, &first, &code, policy)
+            .map_err(|e| {
+                Failure::new(format!(
+                    "could not send a code to {}: {e}; nothing was saved",
+                    first.masked()
+                ))
+            })?;
+        eprintln!("A code was sent to {}.", first.masked());
+        let mut input = Input {
+            stdin: std::io::stdin().lock(),
+        };
+        let digits = config.delivery.code_digits;
+        confirm(
+            &mut input,
+            digits,
+            "check the destination, and that the code was typed within its time",
+            |c| subtle_eq(c, code.as_bytes()).then_some(0),
+        )?;
+    }
+    let now = now();
+    let mut enrollment = Enrollment {
+        account: account.name.clone(),
+        factors: factors.into_iter().map(Factor::Delivery).collect(),
+    };
+    let codes = issue_recovery(&mut enrollment, config.recovery_codes, now)?;
+    store
+        .put_enrollment(account, &enrollment, args.force)
+        .map_err(|e| match e {
+            StoreError::AlreadyEnrolled(_) => Failure::new(format!("{e}; nothing was changed"))
+                .hint("add --force to replace the enrollment"),
+            other => Failure::new(other.to_string()),
+        })?;
+    if args.json {
+        let out = serde_json::json!({
+            "account": account.name,
+            "factor": method.name(),
+            "to": first.to,
+            "verified": !args.no_verify,
+            "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        });
+        say!("{out}");
+    } else {
+        say!(
+            "Enrolled {}: codes by {} to {}. From now on a code is sent at login.",
+            account.name,
+            method.name(),
+            first.masked()
+        );
+        print_recovery(&account.name, &codes);
+    }
+    Ok(())
+}
+
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Arguments of `test-delivery`.
+#[derive(Debug, clap::Args)]
+pub struct TestDeliveryArgs {
+    /// The account whose out-of-band destinations get a test code.
+    user: String,
+}
+
+/// Runs `test-delivery`: sends a code (that works nowhere) to each of the user's out-of-band
+/// destinations and says what happened.
+pub fn test_delivery(config_path: Option<&Path>, args: &TestDeliveryArgs) -> Result<(), Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(&args.user)?;
+    let store = FileStore::new(&config.storage_dir);
+    let Some(enrollment) = store.enrollment(&account)? else {
+        return Err(Failure::new(format!("{} is not enrolled", account.name)));
+    };
+    let deliveries: Vec<&DeliveryFactor> = enrollment.deliveries().collect();
+    if deliveries.is_empty() {
+        return Err(Failure::new(format!(
+            "{} has no email, pushover or script method",
+            account.name
+        ))
+        .hint(format!(
+            "add one: twofa-enroll reset {} --email ADDRESS",
+            account.name
+        )));
+    }
+    let deliver = Programs {
+        policy: &config.delivery,
+    };
+    let mut failed = 0;
+    for d in deliveries {
+        let code = twofa_core::login::random_code(config.delivery.code_digits)
+            .ok_or_else(|| Failure::new("no random code"))?;
+        let ttl = config
+            .delivery
+            .method(d.method)
+            .map(|m| m.code_ttl_seconds)
+            .unwrap_or(300);
+        match deliver.send(&account.name, d, &code, ttl) {
+            Ok(()) => say!(
+                "{}: sent a test code to {} (it works nowhere).",
+                d.method.name(),
+                d.masked()
+            ),
+            Err(e) => {
+                failed += 1;
+                output::print_failure(&Failure::new(format!(
+                    "{}: not sent to {}: {e}",
+                    d.method.name(),
+                    d.masked()
+                )));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::new(format!("{failed} method(s) could not send")));
+    }
+    Ok(())
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -187,7 +411,22 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         Err(e) if args.force => output::warn(&format!("replacing an unreadable enrollment: {e}")),
         Err(e) => return Err(Failure::new(e.to_string()).hint("add --force to replace it")),
     }
-    if args.hotp && args.period.is_some() {
+    let deliveries = delivery_factors(&config, args)?;
+    let method = match (args.hotp, args.method) {
+        (true, _) => MethodArg::Hotp,
+        (false, m) => m.unwrap_or(MethodArg::Totp),
+    };
+    let oob = match method {
+        MethodArg::Email => Some(Method::Email),
+        MethodArg::Pushover => Some(Method::Pushover),
+        MethodArg::Script => Some(Method::Script),
+        MethodArg::Totp | MethodArg::Hotp => None,
+    };
+    if let Some(m) = oob {
+        return enroll_delivery(&config, &store, &account, args, deliveries, m);
+    }
+    let hotp = method == MethodArg::Hotp;
+    if hotp && args.period.is_some() {
         return Err(Failure::new(
             "--period is for TOTP; an HOTP token counts presses, not time",
         ));
@@ -210,22 +449,21 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         digits: args.digits.unwrap_or(base.digits),
         period: args.period.unwrap_or(base.period),
     };
-    let widely_supported = params.algorithm == Algorithm::Sha1
-        && params.digits == 6
-        && (args.hotp || params.period == 30);
+    let widely_supported =
+        params.algorithm == Algorithm::Sha1 && params.digits == 6 && (hotp || params.period == 30);
     if !widely_supported {
         output::warn(&format!(
             "{}, {} digits{}: many authenticator apps (Google Authenticator among them) ignore these and show wrong codes; SHA1, 6 digits, 30 s works everywhere",
             params.algorithm,
             params.digits,
-            if args.hotp { String::new() } else { format!(", {} s", params.period) }
+            if hotp { String::new() } else { format!(", {} s", params.period) }
         ));
     }
     let secret = match secret {
         Some(s) => s,
         None => Secret::generate(params.algorithm.new_secret_bytes())?,
     };
-    let uri = if args.hotp {
+    let uri = if hotp {
         uri::hotp_uri(
             &config.totp.issuer,
             &account.name,
@@ -259,7 +497,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
 
     let confirmed = if args.no_verify {
         None
-    } else if args.hotp {
+    } else if hotp {
         let hint = "press the token once and type the code it shows; if it was pressed many times, use --counter or resync later";
         Some(confirm(&mut input, params.digits, hint, |code| {
             otp::verify_hotp(
@@ -281,7 +519,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     };
 
     let enrolled_at = now();
-    let factor = if args.hotp {
+    let factor = if hotp {
         Factor::Hotp(HotpFactor {
             secret: secret.clone(),
             params,
@@ -300,6 +538,10 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         account: account.name.clone(),
         factors: vec![factor],
     };
+    // Out-of-band methods given as well are fallbacks after the app or token.
+    enrollment
+        .factors
+        .extend(deliveries.into_iter().map(Factor::Delivery));
     let codes = issue_recovery(&mut enrollment, config.recovery_codes, enrolled_at)?;
     store
         .put_enrollment(&account, &enrollment, args.force)
@@ -310,7 +552,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         })?;
     // The code typed to confirm is spent: it can't be replayed at a login.
     if let Some(m) = confirmed {
-        let spent = if args.hotp {
+        let spent = if hotp {
             store.accept_hotp(&account, m, args.counter, enrolled_at)
         } else {
             store.accept_step(&account, m, enrolled_at)
@@ -334,14 +576,14 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
             "verified": confirmed.is_some(),
             "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         });
-        if args.hotp {
+        if hotp {
             out["counter"] = serde_json::json!(args.counter);
         } else {
             out["period"] = serde_json::json!(params.period);
         }
         say!("{out}");
     } else {
-        let what = if args.hotp {
+        let what = if hotp {
             format!(
                 "HOTP ({}, {} digits, counter {})",
                 params.algorithm, params.digits, args.counter

@@ -26,6 +26,9 @@ Examples:
   twofa-enroll enroll alice --qr-png /root/alice.png
   twofa-enroll enroll alice --secret-file - --no-verify < secret.txt
                                           keep a secret alice already has (never in argv)
+  twofa-enroll enroll carol --method email --email carol@example.com
+                                          codes by mail (a first code is sent to check it)
+  twofa-enroll test-delivery carol        send carol a test code
   twofa-enroll enroll bob --hotp --secret-file token.txt
                                           an HOTP hardware token (counter-based)
   twofa-enroll resync bob                 two consecutive codes bring bob's token back in step
@@ -77,6 +80,8 @@ enum Command {
     CheckConfig(check::Args),
     /// Check what breaks logins: sshd settings, PAM stacks, file permissions, clock, a way in.
     Doctor(doctor::Args),
+    /// Send a test code to USER's email, pushover or script destinations, and say what happened.
+    TestDelivery(enroll::TestDeliveryArgs),
 }
 
 /// `twofa-enroll USER` means `twofa-enroll enroll USER`: insert the word before the first
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         Command::ImportGoogleAuthenticator(a) => import::run(config, a),
         Command::CheckConfig(a) => check::run(config, a),
         Command::Doctor(a) => doctor::run(config, a),
+        Command::TestDelivery(a) => enroll::test_delivery(config, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

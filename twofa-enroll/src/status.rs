@@ -70,7 +70,7 @@ impl Summary {
             e.factors.iter().find_map(|f| match f {
                 Factor::Totp(t) => Some(t.enrolled_at),
                 Factor::Hotp(h) => Some(h.enrolled_at),
-                Factor::Recovery(_) => None,
+                Factor::Recovery(_) | Factor::Delivery(_) => None,
             })
         });
         let expired = enrollment
@@ -126,6 +126,10 @@ impl Summary {
                     "counter": state.hotp_from(h.counter),
                     "enrolled_at": h.enrolled_at,
                 }),
+                Factor::Delivery(d) => serde_json::json!({
+                    "type": d.method.name(),
+                    "to": d.to,
+                }),
                 Factor::Recovery(r) => serde_json::json!({
                     "type": "recovery",
                     "issued_at": r.issued_at,
@@ -170,6 +174,9 @@ impl Summary {
                             state.hotp_from(h.counter),
                             utc(h.enrolled_at)
                         ),
+                        Factor::Delivery(d) => {
+                            say!("sent codes:    {} to {}", d.method.name(), d.to.join(", "))
+                        }
                         Factor::Recovery(r) => say!(
                             "recovery:      {} of {} codes left (issued {})",
                             self.recovery_left.unwrap_or(0),

@@ -105,9 +105,18 @@ pub fn module_args(args_rs: &str) -> Vec<String> {
 }
 
 /// What's wrong with the pages, one line each (empty: complete).
-pub fn problems(config_rs: &str, args_rs: &str, toml_page: &str, pam_page: &str) -> Vec<String> {
+/// `extra_keys`: keys read outside config.rs, named by their reader (`[delivery]`'s come from
+/// `twofa_core::delivery::keys`, built from the tables its reader uses).
+pub fn problems(
+    config_rs: &str,
+    args_rs: &str,
+    toml_page: &str,
+    pam_page: &str,
+    extra_keys: &[String],
+) -> Vec<String> {
     let mut out = Vec::new();
-    let keys = config_keys(config_rs);
+    let mut keys = config_keys(config_rs);
+    keys.extend(extra_keys.iter().cloned());
     for key in &keys {
         let needle = if key.starts_with('[') {
             format!("## {key}")
@@ -172,7 +181,7 @@ mod tests {
     fn missing_and_stale_documentation_is_reported() {
         let config = "root.integer(\"version\"); root.table(\"totp\"); totp.unsigned(\"digits\")";
         let page = "`version`\n:   x\n## [totp]\n`totp.colour`\n:   y\n`/etc/x.toml`\n:   z\n";
-        let p = problems(config, "\"debug\"", page, "");
+        let p = problems(config, "\"debug\"", page, "", &[]);
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].contains("`totp.digits`"));
         assert!(p[1].contains("documents `totp.colour`"));

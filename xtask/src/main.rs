@@ -57,6 +57,7 @@ fn coverage_problems(root: &Path) -> Result<Vec<String>, String> {
         &read(&root.join("twofa-core/src/args.rs"))?,
         &read(&root.join("docs/man/twofa.toml.5.md"))?,
         &read(&root.join("docs/man/pam_twofa.8.md"))?,
+        &twofa_core::delivery::keys(),
     ))
 }
 
