@@ -522,3 +522,22 @@ def driver() -> Callable[..., dict]:
 def prompts(try_result: dict) -> list[tuple[str, str]]:
     """The (style, text) pairs of one try's conversation."""
     return [(m["style"], m["text"]) for m in try_result["messages"]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures a test reports (rounds of parallel logins, kill points survived...): printed in a
+# "twofa figures" section at the end of the run, whatever the output capture.
+
+FIGURES: list[str] = []
+
+
+def report_figure(line: str) -> None:
+    """Adds one line to the "twofa figures" section printed after the run."""
+    FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("twofa figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

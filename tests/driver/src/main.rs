@@ -4,7 +4,7 @@
 //! ```text
 //! twofa-pam-driver --service NAME [--user NAME] [--confdir DIR] [--rhost HOST] [--tty TTY]
 //!                  [--env NAME=VALUE]... [--silent] [--tries N] [--keep-going] [--acct]
-//!                  < answers.json
+//!                  [--start-at UNIX_NS] < answers.json
 //! ```
 //!
 //! * stdin: a JSON array of strings, the answers, consumed in order, one per
@@ -17,6 +17,12 @@
 //!   environment), e.g. `SSH_AUTH_INFO_0=publickey ssh-ed25519 AAAA...` as sshd does.
 //! * `--confdir DIR` uses `pam_start_confdir` (Linux-PAM >= 1.4): the service file is read from
 //!   DIR instead of /etc/pam.d.
+//! * `--start-at UNIX_NS` waits, after `pam_start` (and the items above are set), until the
+//!   wall clock reaches UNIX_NS (nanoseconds since the epoch) before the first
+//!   `pam_authenticate`: many drivers started beforehand are released together, for tests of
+//!   parallel logins. A time already past does not wait; one more than 120 s ahead is a usage
+//!   error (so a mistake can't hang a test). The report then has `"start_late_usec"`: how
+//!   long after UNIX_NS `pam_authenticate` was called (0 or more).
 //!
 //! stdout: one JSON object, e.g.
 //! `{"tries":[{"result":"PAM_AUTH_ERR","code":7,"fail_delay_usec":1874322,
@@ -612,11 +618,12 @@ struct Options {
     tries: u32,
     keep_going: bool,
     acct: bool,
+    start_at_ns: Option<u128>,
 }
 
 const USAGE: &str = "usage: twofa-pam-driver --service NAME [--user NAME] [--confdir DIR] \
 [--rhost HOST] [--tty TTY] [--env NAME=VALUE]... [--silent] [--tries N] [--keep-going] [--acct] \
-< answers.json";
+[--start-at UNIX_NS] < answers.json";
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
@@ -654,12 +661,43 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     _ => return Err(format!("--tries wants a number >= 1, got {v:?}")),
                 };
             }
+            "--start-at" => {
+                let v = value(a)?;
+                let ns = v.parse::<u128>().map_err(|_| {
+                    format!("--start-at wants nanoseconds since the epoch, got {v:?}")
+                })?;
+                if ns > unix_now_ns().saturating_add(MAX_START_AHEAD_NS) {
+                    return Err(format!("--start-at {v} is more than 120 s ahead"));
+                }
+                o.start_at_ns = Some(ns);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     o.service = service.ok_or("--service is required")?;
     Ok(o)
+}
+
+/// How far ahead `--start-at` may be.
+const MAX_START_AHEAD_NS: u128 = 120_000_000_000;
+
+fn unix_now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Sleeps until the wall clock reaches `target_ns`; returns how late it woke (microseconds).
+fn wait_until(target_ns: u128) -> u128 {
+    loop {
+        let now = unix_now_ns();
+        if now >= target_ns {
+            return (now - target_ns) / 1000;
+        }
+        let left = (target_ns - now).min(MAX_START_AHEAD_NS);
+        std::thread::sleep(std::time::Duration::from_nanos(left as u64));
+    }
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, String> {
@@ -833,6 +871,7 @@ fn transact(
         }
     }
     let flags = if opts.silent { PAM_SILENT } else { 0 };
+    let start_late = opts.start_at_ns.map(wait_until);
     let mut tries = Vec::new();
     let mut last = PAM_SYSTEM_ERR;
     for _ in 0..opts.tries {
@@ -861,12 +900,14 @@ fn transact(
     };
     let panicked = state.try_borrow().map(|s| s.panicked).unwrap_or(true);
     let remaining = state.try_borrow().map(|s| s.answers.len()).unwrap_or(0);
+    let late = start_late.map_or_else(String::new, |l| format!(",\"start_late_usec\":{l}"));
     let json = format!(
-        "{{\"tries\":[{}],\"acct\":{},\"unused_answers\":{},\"conversation_panicked\":{}}}",
+        "{{\"tries\":[{}],\"acct\":{},\"unused_answers\":{},\"conversation_panicked\":{}{}}}",
         tries.join(","),
         acct,
         remaining,
-        panicked
+        panicked,
+        late
     );
     Ok((json, last))
 }
@@ -923,5 +964,15 @@ mod tests {
         assert!(parse_args(&v("--user x")).is_err());
         assert!(parse_args(&v("--service x --tries 0")).is_err());
         assert!(parse_args(&v("--service x --env =y")).is_err());
+        let soon = (unix_now_ns() + 1_000_000_000).to_string();
+        assert_eq!(
+            parse_args(&v(&format!("--service x --start-at {soon}")))
+                .unwrap()
+                .start_at_ns,
+            Some(soon.parse().unwrap())
+        );
+        let later = (unix_now_ns() + 600_000_000_000).to_string();
+        assert!(parse_args(&v(&format!("--service x --start-at {later}"))).is_err());
+        assert!(parse_args(&v("--service x --start-at soon")).is_err());
     }
 }
