@@ -798,17 +798,36 @@ fn verify(
             }
         }
     };
+    // The code could not be sent and nothing else was typed right: the send failure is what
+    // happened (logged with the program's reason). An empty answer is not a guess: not counted.
+    let mut reason = reason;
+    let mut prefix = String::new();
+    if let Some((send_reason, send_detail)) = &send_failure {
+        if matches!(reason, Reason::WrongCode | Reason::NoCode) {
+            prefix = format!("{}; ", send_detail.as_deref().unwrap_or("not sent"));
+            if reason == Reason::NoCode {
+                return decide(
+                    event,
+                    Outcome::Deny,
+                    *send_reason,
+                    Some(format!("{prefix}no code typed")),
+                );
+            }
+            reason = *send_reason;
+        }
+    }
     // A failure is on disk before the module returns; if it can't be, still deny.
     let detail = match store.record_failure(account, req.now, &config.lockout) {
-        Ok(FailureOutcome::Counted(n)) => {
-            Some(format!("failure {n} of {}", config.lockout.max_failures))
-        }
+        Ok(FailureOutcome::Counted(n)) => Some(format!(
+            "{prefix}failure {n} of {}",
+            config.lockout.max_failures
+        )),
         Ok(FailureOutcome::Locked(until)) => {
             conv.show_error(&locked_message(until, req.now));
-            Some(format!("too many failures; locked until {until}"))
+            Some(format!("{prefix}too many failures; locked until {until}"))
         }
         Ok(FailureOutcome::AlreadyLocked(until)) => return locked(conv, event, until),
-        Err(e) => Some(format!("failure not recorded: {e}")),
+        Err(e) => Some(format!("{prefix}failure not recorded: {e}")),
     };
     decide(event, Outcome::Deny, reason, detail)
 }
@@ -2253,6 +2272,55 @@ mod tests {
             (d.outcome, d.event.reason),
             (Outcome::Deny, Reason::WatermarkAhead)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_send_is_what_the_log_says_even_when_a_recovery_code_could_be_typed(
+    ) -> Result<(), String> {
+        let mut s = world()?;
+        s.enrolled.borrow_mut().insert(
+            "dave".into(),
+            Enrollment {
+                account: "dave".into(),
+                factors: vec![email("dave@example.com")],
+            },
+        );
+        {
+            let set = crate::recovery::issue(2).map_err(|e| e.to_string())?;
+            let mut all = s.enrolled.borrow_mut();
+            let e = all.get_mut("dave").ok_or("dave")?;
+            e.set_recovery(crate::enrollment::RecoveryFactor {
+                salt: set.salt,
+                hashes: set.hashes,
+                issued_at: 0,
+            });
+        }
+        let _ = &mut s;
+        let mut c = Config::default();
+        with_email(&mut c);
+        let failing = Sends {
+            fail: true,
+            ..Default::default()
+        };
+        let (d, prompts) = ask(&c, &s, &failing, "dave", vec!["0000-0000-0000".into()], NOW);
+        assert_eq!(
+            (d.outcome, d.event.reason),
+            (Outcome::Deny, Reason::DeliveryFailed)
+        );
+        assert!(
+            d.event
+                .detail
+                .as_deref()
+                .is_some_and(|x| x.contains("connection refused") && x.contains("failure 1")),
+            "{:?}",
+            d.event.detail
+        );
+        assert_eq!(prompts[1], CODE_PROMPT);
+        // Nothing typed: still the send failure, and not counted.
+        let (d, _) = ask(&c, &s, &failing, "dave", vec![String::new()], NOW + 1);
+        assert_eq!(d.event.reason, Reason::DeliveryFailed);
+        assert_eq!(s.state.borrow().get("dave").map(|st| st.failures), Some(1));
         Ok(())
     }
 }
