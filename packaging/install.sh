@@ -30,6 +30,9 @@ cargo build --release --locked -p pam_twofa -p twofa-enroll -p twofa-deliver
 # The PAM module directory: Debian's multiarch one, else the first that exists.
 if command -v dpkg-architecture >/dev/null; then
     pamdir=/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security
+elif triplet=$(gcc -print-multiarch 2>/dev/null) && [ -n "$triplet" ] && [ -d "/lib/$triplet/security" ]; then
+    # Debian without dpkg-dev: /lib64/security exists on amd64 but libpam doesn't look there.
+    pamdir=/lib/$triplet/security
 elif [ -d /lib64/security ]; then
     pamdir=/lib64/security
 else
