@@ -315,7 +315,7 @@ def test_many_parallel_wrong_codes_are_all_counted(make_user, twofa, syslog, rec
 
 KILL_ROUNDS = int(os.environ.get("TWOFA_KILL_ROUNDS", "200"))
 KILL_SECONDS = float(os.environ.get("TWOFA_KILL_SECONDS", "60"))
-TEMP_GLOB = ".*.tmp.*"
+TEMP_GLOB = ".*.tmp"  # one fixed temp name per file: .NAME.tmp
 
 
 def temps(directory: Path) -> list[str]:
@@ -500,7 +500,7 @@ def shadow_untouched_by_twofa(before: os.stat_result) -> None:
     assert (st.st_mode, st.st_uid, st.st_gid) == (before.st_mode, before.st_uid, before.st_gid), (
         "/etc/shadow's owner or mode changed")
     data = SHADOW.read_bytes()
-    for marker in (b"version =", b"failures =", b"totp_last_step", b"[[factor]]", b".tmp."):
+    for marker in (b"version =", b"failures =", b"totp_last_step", b"[[factor]]", b".toml.tmp"):
         assert marker not in data, f"twofa wrote into /etc/shadow ({marker!r})"
 
 
