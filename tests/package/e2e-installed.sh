@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs part of the end-to-end suite against the INSTALLED Debian package: builds the .deb
-# (unless one is given), installs it, runs the sshd, sudo and PAM-module tests with the module
-# named by name (TWOFA_MODULE=pam_twofa.so: libpam finds it in its own directory) and the
-# CLI and delivery program from the package, then purges the package, pass or fail.
-# Needs root. Extra arguments go to pytest.
+# Runs the end-to-end suite against the INSTALLED Debian package: builds the .deb (unless one
+# is given), installs it, runs the tests with the module named by name
+# (TWOFA_MODULE=pam_twofa.so: libpam finds it in its own directory) and the CLI and delivery
+# program from the package, then purges the package, pass or fail.
+# Needs root. Extra arguments go to pytest; TWOFA_E2E_INSTALLED_SELECT="sshd or sudo" narrows
+# the run to a pytest -k selection.
 #
 #   sudo tests/package/e2e-installed.sh
 #   sudo TWOFA_DEB=target/debian/twofa_0.1.0_amd64.deb tests/package/e2e-installed.sh -x
@@ -63,8 +64,11 @@ export TWOFA_MODULE=pam_twofa.so
 export TWOFA_ENROLL=/usr/bin/twofa-enroll
 export TWOFA_DELIVER=/usr/lib/twofa/twofa-deliver
 set +e
+# The whole suite by default; TWOFA_E2E_INSTALLED_SELECT narrows it (a pytest -k expression).
+select=()
+[ -z "${TWOFA_E2E_INSTALLED_SELECT:-}" ] || select=(-k "$TWOFA_E2E_INSTALLED_SELECT")
 timeout -k 30 "${TWOFA_E2E_INSTALLED_TIMEOUT:-1800}" /usr/bin/python3 -m pytest tests/e2e \
-    -p no:cacheprovider -k "sshd or sudo or pam_module" "$@"
+    -p no:cacheprovider "${select[@]}" "$@"
 rc=$?
 set -e
 exit "$rc"
