@@ -332,18 +332,7 @@ pub fn authenticate(
 
 /// `2026-12-31` for the day before the Unix time `end` (an exclusive end of day).
 fn day_of(end: u64) -> String {
-    let days = end.saturating_sub(1) / 86_400;
-    // Civil date from days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    crate::calendar::utc_day(end.saturating_sub(1))
 }
 
 /// What an answer matched.
