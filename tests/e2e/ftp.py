@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+from daemons import _descendants
+
 VSFTPD_BIN = Path("/usr/sbin/vsftpd")
 PAM_DIR = Path("/etc/pam.d")
 SECURE_CHROOT_DIR = Path("/run/vsftpd/empty")
@@ -65,25 +67,8 @@ def private_dir(prefix: str) -> Path:
     return d
 
 
-def descendants(pid: int) -> list[int]:
-    """All live descendants of pid (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
+# The same walk as daemons.py's: one copy.
+descendants = _descendants
 
 
 def kill_pids(pids: Iterable[int]) -> None:

@@ -112,6 +112,12 @@ pub fn hotp(key: &[u8], counter: u64, algorithm: Algorithm, digits: u32) -> Opti
     Some(binary % modulus)
 }
 
+/// Whether two codes are equal, in time that depends on their length only: the one way
+/// twofa compares a typed code with an expected one.
+pub fn codes_equal(a: &[u8], b: &[u8]) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
 /// The code as the user types it: zero-padded to `digits`.
 pub fn format_code(value: u32, digits: u32) -> Zeroizing<String> {
     Zeroizing::new(format!("{:0width$}", value, width = digits as usize))
@@ -152,7 +158,7 @@ pub fn verify_totp(key: &[u8], params: &Params, code: &[u8], now: u64, window: u
     let mut matched = None;
     for step in first..=last {
         if let Some(expected) = totp_at_step(key, step, params) {
-            if bool::from(expected.as_bytes().ct_eq(code)) {
+            if codes_equal(expected.as_bytes(), code) {
                 matched = Some(step);
             }
         }
@@ -173,7 +179,7 @@ pub fn verify_hotp(
     let mut matched = None;
     for counter in (next..=next.saturating_add(look_ahead)).rev() {
         if let Some(v) = hotp(key, counter, params.algorithm, params.digits) {
-            if bool::from(format_code(v, params.digits).as_bytes().ct_eq(code)) {
+            if codes_equal(format_code(v, params.digits).as_bytes(), code) {
                 matched = Some(counter);
             }
         }
@@ -197,9 +203,7 @@ pub fn resync_hotp(
     let mut previous = code(next)?;
     for c in next..end {
         let following = code(c + 1)?;
-        if bool::from(previous.as_bytes().ct_eq(first))
-            && bool::from(following.as_bytes().ct_eq(second))
-        {
+        if codes_equal(previous.as_bytes(), first) && codes_equal(following.as_bytes(), second) {
             return Some(c);
         }
         previous = following;

@@ -351,10 +351,7 @@ impl UserState {
         }
         let salt = crate::recovery::from_hex(&c.salt).unwrap_or_default();
         let hash = crate::recovery::to_hex(&crate::recovery::hash(&salt, answer));
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            hash.as_bytes(),
-            c.hash.as_bytes(),
-        )) {
+        if !crate::otp::codes_equal(hash.as_bytes(), c.hash.as_bytes()) {
             return ChallengeOutcome::Wrong;
         }
         self.challenge = None;

@@ -109,7 +109,7 @@ fn delivery_factors(config: &Config, args: &Args) -> Result<Vec<DeliveryFactor>,
                 )));
             }
             if let Some(p) = &policy.destination_pattern {
-                let ok = regex_lite_match(p, t);
+                let ok = twofa_core::delivery::matches_pattern(p, t);
                 if !ok {
                     return Err(Failure::new(format!(
                         "`{t}` does not match the policy's destination_pattern"
@@ -130,10 +130,6 @@ fn delivery_factors(config: &Config, args: &Args) -> Result<Vec<DeliveryFactor>,
         add(Method::Script, vec![d.clone()])?;
     }
     Ok(out)
-}
-
-fn regex_lite_match(pattern: &str, text: &str) -> bool {
-    twofa_core::delivery::matches_pattern(pattern, text)
 }
 
 /// Enrolls a user whose first factor is a sent code: one code is sent and must come back
@@ -180,7 +176,7 @@ fn enroll_delivery(
             &mut input,
             digits,
             "check the destination, and that the code was typed within its time",
-            |c| subtle_eq(c, code.as_bytes()).then_some(0),
+            |c| otp::codes_equal(c, code.as_bytes()).then_some(0),
         )?;
     }
     let now = now();
@@ -215,10 +211,6 @@ fn enroll_delivery(
         print_recovery(&account.name, &codes);
     }
     Ok(())
-}
-
-fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Arguments of `test-delivery`.
