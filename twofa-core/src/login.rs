@@ -995,8 +995,13 @@ mod tests {
             all.insert(a.name.clone(), e.clone());
             Ok(())
         }
-        fn disable_enrollment(&self, _: &Account, _: u64) -> Result<Option<PathBuf>, StoreError> {
+        fn disable_enrollment(&self, _: &Account, _: u64) -> Result<Option<String>, StoreError> {
             Ok(None)
+        }
+        fn enrolled_names(&self) -> Result<Vec<String>, StoreError> {
+            let mut names: Vec<String> = self.enrolled.borrow().keys().cloned().collect();
+            names.sort();
+            Ok(names)
         }
         fn state(&self, a: &Account) -> Result<UserState, StoreError> {
             Ok(self

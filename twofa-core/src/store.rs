@@ -26,6 +26,13 @@ pub enum StoreError {
     Corrupt(PathBuf, FieldError),
     /// `put_enrollment` without `replace` found one already.
     AlreadyEnrolled(String),
+    /// The store could not be reached in time (fleet mode: the helper could not start, did not
+    /// answer within the deadline, or could not connect to the database). This is the error
+    /// `on_store_error = "local"` falls back on; nothing is known to have changed.
+    Unavailable(String),
+    /// The store was reached but could not do the operation (fleet mode: a row that does not
+    /// decrypt with this host's fleet key, a schema that is too old...). Never falls back.
+    Backend(String),
 }
 
 impl fmt::Display for StoreError {
@@ -35,6 +42,8 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt(p, e) if e.line.is_some() => write!(f, "{}:{e}", p.display()),
             StoreError::Corrupt(p, e) => write!(f, "{}: {e}", p.display()),
             StoreError::AlreadyEnrolled(a) => write!(f, "{a} is already enrolled"),
+            StoreError::Unavailable(e) => write!(f, "store unavailable: {e}"),
+            StoreError::Backend(e) => write!(f, "store: {e}"),
         }
     }
 }
@@ -58,13 +67,12 @@ pub trait Store {
         e: &Enrollment,
         replace: bool,
     ) -> Result<(), StoreError>;
-    /// Removes the enrollment, keeping a root-only backup; returns where the backup went,
-    /// or `None` if there was no enrollment.
-    fn disable_enrollment(
-        &self,
-        account: &Account,
-        now: u64,
-    ) -> Result<Option<PathBuf>, StoreError>;
+    /// Removes the enrollment, keeping a root-only backup; returns where the backup went (a
+    /// path, or a table and row), or `None` if there was no enrollment.
+    fn disable_enrollment(&self, account: &Account, now: u64)
+        -> Result<Option<String>, StoreError>;
+    /// The names of every enrolled account, sorted (for `status --all`).
+    fn enrolled_names(&self) -> Result<Vec<String>, StoreError>;
     /// The account's state (defaults when none was written yet).
     fn state(&self, account: &Account) -> Result<UserState, StoreError>;
     /// Accepts TOTP step `step` only if the account is not locked and the step is above the
@@ -159,21 +167,6 @@ impl FileStore {
     /// The root directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The names of every enrolled account, sorted (for `status --all`).
-    pub fn enrolled_names(&self) -> Result<Vec<String>, StoreError> {
-        let Some(users) = self.sub(USERS, false)? else {
-            return Ok(Vec::new());
-        };
-        let mut names: Vec<String> = users
-            .names()?
-            .iter()
-            .filter_map(|n| n.strip_suffix(".toml"))
-            .filter_map(crate::identity::name_from_stem)
-            .collect();
-        names.sort();
-        Ok(names)
     }
 
     fn sub(&self, name: &str, create: bool) -> Result<Option<SecureDir>, StoreError> {
@@ -271,11 +264,25 @@ impl Store for FileStore {
         Ok(())
     }
 
+    fn enrolled_names(&self) -> Result<Vec<String>, StoreError> {
+        let Some(users) = self.sub(USERS, false)? else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = users
+            .names()?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".toml"))
+            .filter_map(crate::identity::name_from_stem)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     fn disable_enrollment(
         &self,
         account: &Account,
         now: u64,
-    ) -> Result<Option<PathBuf>, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let lock_dir = self.sub_created(LOCK)?;
         let users = self.sub_created(USERS)?;
         let disabled = self.sub_created(DISABLED)?;
@@ -287,7 +294,7 @@ impl Store for FileStore {
         }
         let backup = format!("{}.{now}.toml", account.file_stem());
         if users.move_to(&name, &disabled, &backup)? {
-            Ok(Some(disabled.path().join(backup)))
+            Ok(Some(disabled.path().join(backup).display().to_string()))
         } else {
             Ok(None)
         }

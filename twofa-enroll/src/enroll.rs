@@ -625,7 +625,7 @@ pub fn reset(config_path: Option<&Path>, args: &ResetArgs) -> Result<(), Failure
                 say!(
                     "Reset {}: they will be shown a QR code to enroll at their next login. The old enrollment is kept at {} (root only).",
                     account.name,
-                    backup.display()
+                    backup
                 );
                 Ok(())
             }

@@ -309,7 +309,7 @@ pub fn disable(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fai
             say!(
                 "Disabled twofa for {}; the enrollment is kept at {} (root only).",
                 account.name,
-                backup.display()
+                backup
             );
             say!(
                 "The policy for unenrolled users now applies to {}.",

@@ -1,0 +1,2 @@
+//! twofa-store: placeholder, filled in by the fleet-store work.
+fn main() {}
