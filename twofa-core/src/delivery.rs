@@ -5,6 +5,11 @@
 //! runs `twofa-deliver METHOD` as an unprivileged user with a deadline, the code in the
 //! environment (never argv), and the method's settings and credentials on stdin. The
 //! credentials come from a root-only secrets file the delivery program can't read itself.
+//!
+//! No regular expressions here: `[delivery.script] destination_pattern` is carried as text,
+//! checked by `twofa-enroll` where a destination is set and when it loads the policy, and by
+//! `twofa-deliver` before every send. A regex engine in the module was 91 KB of
+//! `pam_twofa.so` (issue 8: under 1 MiB), for a check the delivery program can do.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,6 +17,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use crate::config::{Config, ConfigError};
 use crate::enrollment::{quote, DeliveryFactor, Method};
 use crate::runner::{self, RunAs};
 use crate::securefile::{self, Rules};
@@ -48,8 +54,62 @@ pub struct MethodPolicy {
     pub code_ttl_seconds: u64,
     /// Settings for the program's stdin (smtp_host, from, api_url, ...), in file order.
     pub settings: Vec<(String, Value)>,
-    /// Script destinations must match this (a regular expression), if set.
-    pub destination_pattern: Option<String>,
+    /// Script destinations must match this regular expression, if set.
+    pub destination_pattern: Option<DestinationPattern>,
+}
+
+/// `[delivery.script] destination_pattern`: a regular expression every script destination must
+/// match (an unanchored search, as `regex_lite::Regex::is_match`; admins write `^...$`).
+///
+/// Kept as text and never compiled by this crate (see the module documentation): whoever links
+/// a regex engine checks it with [`check_patterns`], and the policy keeps the pattern's line so
+/// that error names it as the loader's own errors do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationPattern {
+    text: String,
+    line: Option<usize>,
+}
+
+impl DestinationPattern {
+    /// A pattern that stood on `line` (1-based) of the policy, if known.
+    pub fn new(text: impl Into<String>, line: Option<usize>) -> Self {
+        DestinationPattern {
+            text: text.into(),
+            line,
+        }
+    }
+
+    /// The regular expression, as the admin wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Checks the policy's destination patterns with `compile` (a regex engine's constructor: the
+/// caller links one, this crate does not). The error is the one a policy with an invalid
+/// pattern always got: file, line, key, and `compile`'s reason, e.g.
+/// ``/etc/twofa/twofa.toml:9: key `delivery.script.destination_pattern`: not a valid regular
+/// expression: ...``.
+pub fn check_patterns(
+    config: &Config,
+    compile: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), ConfigError> {
+    for m in &config.delivery.methods {
+        let Some(p) = &m.destination_pattern else {
+            continue;
+        };
+        if let Err(why) = compile(p.as_str()) {
+            return Err(ConfigError::Field(
+                config.source.clone(),
+                FieldError {
+                    line: p.line,
+                    key: format!("delivery.{}.destination_pattern", m.method.name()),
+                    message: format!("not a valid regular expression: {why}"),
+                },
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `[delivery]`: the methods and what they share.
@@ -193,13 +253,9 @@ pub fn read(fields: &mut Fields<'_>) -> Result<DeliveryPolicy, FieldError> {
         }
         if method == Method::Script {
             if let Some(p) = t.string("destination_pattern")? {
-                if let Err(e) = regex_lite::Regex::new(p) {
-                    return Err(t.error(
-                        "destination_pattern",
-                        format!("not a valid regular expression: {e}"),
-                    ));
-                }
-                m.destination_pattern = Some(p.to_string());
+                // Compiled by twofa-enroll (check_patterns) and twofa-deliver, not here.
+                m.destination_pattern =
+                    Some(DestinationPattern::new(p, t.line("destination_pattern")));
             }
         }
         for &(key, required, number) in method_keys(method) {
@@ -233,19 +289,11 @@ pub fn read(fields: &mut Fields<'_>) -> Result<DeliveryPolicy, FieldError> {
     Ok(out)
 }
 
-/// Whether `text` matches the regular expression `pattern` (an invalid pattern matches
-/// nothing; the config loader refuses one anyway).
-pub fn matches_pattern(pattern: &str, text: &str) -> bool {
-    regex_lite::Regex::new(pattern).is_ok_and(|re| re.is_match(text))
-}
-
 /// Why a code could not be sent. Never holds the code or a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// The method is not configured in the policy.
     NotConfigured(Method),
-    /// A script destination does not match the policy's pattern.
-    Destination(String),
     /// The secrets file could not be read.
     Secrets(String),
     /// The program failed, timed out, or could not be started.
@@ -256,9 +304,6 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::NotConfigured(m) => write!(f, "no [delivery.{}] in the policy", m.name()),
-            SendError::Destination(d) => {
-                write!(f, "destination {d} does not match destination_pattern")
-            }
             SendError::Secrets(e) => write!(f, "secrets: {e}"),
             SendError::Program(e) => write!(f, "{e}"),
         }
@@ -350,6 +395,10 @@ fn stdin_doc(m: &MethodPolicy, secrets: &[(String, Zeroizing<String>)]) -> Zeroi
             Value::Number(n) => doc.push_str(&format!("{key} = {n}\n")),
         }
     }
+    // twofa-deliver refuses a destination outside the pattern before it runs the script.
+    if let Some(p) = &m.destination_pattern {
+        doc.push_str(&format!("destination_pattern = {}\n", quote(p.as_str())));
+    }
     for (key, value) in secrets {
         doc.push_str(&format!("{key} = {}\n", quote(value)));
     }
@@ -368,11 +417,6 @@ impl Deliverer for Programs<'_> {
             .policy
             .method(factor.method)
             .ok_or(SendError::NotConfigured(factor.method))?;
-        if let (Some(p), Method::Script) = (&m.destination_pattern, factor.method) {
-            if let Some(bad) = factor.to.iter().find(|t| !matches_pattern(p, t)) {
-                return Err(SendError::Destination(bad.clone()));
-            }
-        }
         let secrets = secrets_for(&self.policy.secrets, factor.method)?;
         let input = stdin_doc(m, &secrets);
         let to = factor.to.join(",");
@@ -451,7 +495,6 @@ mod tests {
             ("version = 1\n[delivery.email]\nfrom = \"a@b.c\"\n", "key `delivery.email.smtp_host`: missing"),
             ("version = 1\n[delivery.email]\nsmtp_host = \"h\"\nfrom = \"a@b.c\"\nsmpt_port = 25\n", "5: key `delivery.email.smpt_port`: unknown key"),
             ("version = 1\n[delivery.script]\ncommand = \"sms\"\n", "3: key `delivery.script.command`: must be an absolute path"),
-            ("version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"(\"\n", "4: key `delivery.script.destination_pattern`: not a valid regular expression"),
             ("version = 1\n[delivery.pushover]\nrun_as = \"root\"\n", "3: key `delivery.pushover.run_as`: must name an unprivileged system user"),
             ("version = 1\n[delivery.fax]\n", "key `delivery.fax`: unknown key"),
         ];
@@ -459,5 +502,82 @@ mod tests {
             let got = parse(text).err().unwrap_or_default();
             assert!(got.contains(want), "{text}: {got}");
         }
+    }
+
+    /// A stand-in regex engine: the core links none.
+    fn only_parens_are_invalid(p: &str) -> Result<(), String> {
+        if p.contains('(') {
+            Err("unclosed group".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_invalid_pattern_is_reported_by_check_patterns_with_file_line_and_key(
+    ) -> Result<(), String> {
+        let c = parse(
+            "version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"(\"\n",
+        )?;
+        let err = check_patterns(&c, only_parens_are_invalid)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("/etc/twofa/twofa.toml:4: key `delivery.script.destination_pattern`: not a valid regular expression: unclosed group")
+        );
+        let c = parse("version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"^[0-9]+$\"\n")?;
+        assert!(check_patterns(&c, only_parens_are_invalid).is_ok());
+        // No pattern: nothing to compile.
+        let c = parse("version = 1\n[delivery.script]\ncommand = \"/x\"\n")?;
+        assert!(check_patterns(&c, |_| Err("called".into())).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn the_pattern_reaches_the_delivery_program_on_stdin_unchanged() -> Result<(), String> {
+        // Backslashes and quotes survive the TOML round trip: twofa-deliver checks the very
+        // pattern the admin wrote.
+        let pattern = r#"^\+[0-9]{8,15}$|^"x"$"#;
+        let c = parse(&format!(
+            "version = 1\n[delivery.script]\ncommand = \"/usr/local/lib/twofa/sms\"\ndestination_pattern = {}\n",
+            quote(pattern)
+        ))?;
+        let script = c.delivery.method(Method::Script).ok_or("no script")?;
+        assert_eq!(
+            script
+                .destination_pattern
+                .as_ref()
+                .map(DestinationPattern::as_str),
+            Some(pattern)
+        );
+        let doc = stdin_doc(script, &[]);
+        let parsed = Doc::parse(&doc).map_err(|e| e.to_string())?;
+        let mut root = parsed.root();
+        assert_eq!(
+            root.string("destination_pattern")
+                .map_err(|e| e.to_string())?,
+            Some(pattern)
+        );
+        assert_eq!(
+            root.string("program").map_err(|e| e.to_string())?,
+            Some("/usr/local/lib/twofa/sms")
+        );
+        root.finish().map_err(|e| e.to_string())?;
+        // Without a pattern, the key is absent (twofa-deliver then checks nothing).
+        let c = parse("version = 1\n[delivery.script]\ncommand = \"/x\"\n")?;
+        let script = c.delivery.method(Method::Script).ok_or("no script")?;
+        assert!(!stdin_doc(script, &[]).contains("destination_pattern"));
+        Ok(())
+    }
+
+    #[test]
+    fn only_script_tables_take_a_destination_pattern() {
+        let text = "version = 1\n[delivery.email]\nsmtp_host = \"h\"\nfrom = \"a@b.c\"\ndestination_pattern = \"x\"\n";
+        let got = parse(text).err().unwrap_or_default();
+        assert!(
+            got.contains("5: key `delivery.email.destination_pattern`: unknown key"),
+            "{got}"
+        );
     }
 }

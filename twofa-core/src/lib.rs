@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod base32;
 pub mod calendar;
 pub mod config;
 pub mod delivery;

@@ -3,8 +3,9 @@
 
 use std::fmt;
 
-use data_encoding::BASE32_NOPAD;
 use zeroize::Zeroizing;
+
+use crate::base32;
 
 /// Fewest bits twofa accepts at all (old google-authenticator files have 80); less is refused.
 pub const MIN_BITS: usize = 80;
@@ -57,36 +58,12 @@ impl Secret {
         Ok(Secret(buf))
     }
 
-    /// Parses base32 as people paste it: any case, spaces, dashes and `=` padding ignored.
+    /// Parses base32 as people paste it: any case; spaces, tabs, line breaks, dashes and `=`
+    /// padding ignored; symbols after the last whole byte dropped (see [`base32::decode`]).
     /// Refuses fewer than [`MIN_BITS`] bits.
     pub fn from_base32(text: &str) -> Result<Secret, SecretError> {
-        let cleaned: Zeroizing<String> = Zeroizing::new(
-            text.chars()
-                .filter(|c| !matches!(c, ' ' | '\t' | '-' | '=' | '\n' | '\r'))
-                .map(|c| c.to_ascii_uppercase())
-                .collect(),
-        );
-        if cleaned.chars().any(|c| base32_value(c).is_none()) {
-            return Err(SecretError::NotBase32);
-        }
-        // Keep only whole bytes: a trailing partial group (as in 26-character secrets) has
-        // bits that are not part of any byte.
-        let whole = cleaned.len() * 5 / 8 * 8;
-        let usable = whole.div_ceil(5);
-        let mut body = Zeroizing::new(cleaned.get(..usable).unwrap_or("").to_string());
-        // Trailing bits of the last character that belong to no byte must be zero for the
-        // strict decoder: clear them.
-        let extra_bits = usable * 5 - whole;
-        if extra_bits > 0 {
-            let last = body.pop().ok_or(SecretError::NotBase32)?;
-            let value = base32_value(last).ok_or(SecretError::NotBase32)?;
-            let kept = value & !((1u8 << extra_bits) - 1);
-            body.push(BASE32_ALPHABET[usize::from(kept)] as char);
-        }
-        let bytes = BASE32_NOPAD
-            .decode(body.as_bytes())
-            .map_err(|_| SecretError::NotBase32)?;
-        let secret = Secret(Zeroizing::new(bytes));
+        let bytes = base32::decode(text).map_err(|base32::NotBase32| SecretError::NotBase32)?;
+        let secret = Secret(bytes);
         if secret.bits() < MIN_BITS {
             return Err(SecretError::TooShort(secret.bits()));
         }
@@ -95,7 +72,7 @@ impl Secret {
 
     /// Base32 without padding, as otpauth URIs carry it.
     pub fn to_base32(&self) -> Zeroizing<String> {
-        Zeroizing::new(BASE32_NOPAD.encode(&self.0))
+        base32::encode(&self.0)
     }
 
     /// The key bytes.
@@ -107,15 +84,6 @@ impl Secret {
     pub fn bits(&self) -> usize {
         self.0.len() * 8
     }
-}
-
-const BASE32_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-fn base32_value(c: char) -> Option<u8> {
-    BASE32_ALPHABET
-        .iter()
-        .position(|&a| a as char == c)
-        .and_then(|p| u8::try_from(p).ok())
 }
 
 #[cfg(test)]

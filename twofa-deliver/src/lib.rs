@@ -30,9 +30,13 @@
 //!   `timeout_seconds` (default 8).
 //! - pushover: `api_url` (default `https://api.pushover.net/1/messages.json`; `http://` only for
 //!   loopback), `token`, `ca_file`, `title`, `message`, `timeout_seconds` (default 8).
-//! - script: `program` (an absolute path). It replaces this process (exec) with the same
-//!   `TWOFA_*` environment plus `PATH=/usr/sbin:/usr/bin:/sbin:/bin` and nothing else, stdin
-//!   from /dev/null, working directory `/`; its exit status is the result.
+//! - script: `program` (an absolute path), `destination_pattern` (optional: a regular
+//!   expression, `regex-lite` syntax, searched in `TWOFA_SENDTO`; no match, or an invalid
+//!   pattern, is a settings error and the program does not run). The program replaces this
+//!   process (exec) with the same `TWOFA_*` environment plus `PATH=/usr/sbin:/usr/bin:/sbin:/bin`
+//!   and nothing else, stdin from /dev/null, working directory `/`; its exit status is the
+//!   result. pam_twofa does not check the pattern itself (no regex engine in the module): a
+//!   replacement for this program must refuse a destination outside it.
 //!
 //! Templates (`subject`, `body`, `title`, `message`) know `{code}`, `{ttl_minutes}` (whole
 //! minutes, at least 1), `{user}` and `{host}` (this machine's name); `{{` and `}}` are literal
@@ -107,6 +111,7 @@ fn deliver(args: &[std::ffi::OsString], secrets: &mut Vec<String>) -> Result<(),
         }
         Method::Script => {
             let settings = script::ScriptSettings::from_document(&document)?;
+            settings.check_destination(&invocation.sendto)?;
             Err(script::exec(&settings, &invocation))
         }
     }

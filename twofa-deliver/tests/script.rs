@@ -152,3 +152,77 @@ fn usage_errors_exit_2_with_one_line() -> TestResult {
     }
     Ok(())
 }
+
+/// Settings with a `destination_pattern`, as pam_twofa writes them for `[delivery.script]`.
+fn settings_with_pattern(program: &str, pattern: &str) -> String {
+    format!("program = \"{program}\"\ndestination_pattern = '{pattern}'\n")
+}
+
+#[test]
+fn a_destination_outside_the_pattern_is_refused_and_the_script_never_runs() -> TestResult {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let ran = dir.path().join("ran");
+    let program = script(dir.path(), "sms.sh", &format!("touch '{}'", ran.display()))?;
+    let pattern = r"^\+4178[0-9]{7}$";
+
+    let output = deliver(
+        "script",
+        "+41791234567",
+        &settings_with_pattern(&program, pattern),
+    )?;
+    assert_eq!(output.status.code(), Some(2), "stderr: {}", stderr(&output));
+    assert_one_clean_line(&output);
+    assert_eq!(
+        stderr(&output),
+        "twofa-deliver: destination +41791234567 does not match destination_pattern\n"
+    );
+    assert!(
+        !ran.exists(),
+        "the script ran for a destination outside the pattern"
+    );
+
+    // Control: a destination inside the pattern reaches the script.
+    let output = deliver(
+        "script",
+        "+41781234567",
+        &settings_with_pattern(&program, pattern),
+    )?;
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(ran.exists());
+    Ok(())
+}
+
+#[test]
+fn an_invalid_pattern_refuses_every_send() -> TestResult {
+    let _serial = serial();
+    let dir = tempfile::tempdir()?;
+    let ran = dir.path().join("ran");
+    let program = script(dir.path(), "sms.sh", &format!("touch '{}'", ran.display()))?;
+    let output = deliver(
+        "script",
+        "+41781234567",
+        &settings_with_pattern(&program, "(+41"),
+    )?;
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_clean_line(&output);
+    assert!(
+        stderr(&output).contains("`destination_pattern` is not a valid regular expression"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!ran.exists());
+    Ok(())
+}
+
+#[test]
+fn a_pattern_is_a_script_setting_only() -> TestResult {
+    let output = deliver(
+        "pushover",
+        "uQiRzpo4DXghDmr9QzzfQu27cmVRsG",
+        "token = \"x\"\ndestination_pattern = \".\"\n",
+    )?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("unknown setting `destination_pattern`"));
+    Ok(())
+}

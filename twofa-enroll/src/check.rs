@@ -16,7 +16,11 @@ pub struct Args {
 /// Runs `check-config`.
 pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     let explicit = args.file.as_deref().or(config_path);
-    let config = config::load(explicit).map_err(|e| Failure::new(e.to_string()))?;
+    // The module loads the pattern without compiling it; this is where an admin learns it is
+    // invalid (twofa-deliver would refuse every script code).
+    let config = config::load(explicit)
+        .and_then(|c| crate::enroll::check_destination_patterns(&c).map(|()| c))
+        .map_err(|e| Failure::new(e.to_string()))?;
     if explicit.is_none() && !Path::new(DEFAULT_PATH).exists() {
         say!("{DEFAULT_PATH}: not present; the defaults apply:");
     } else {

@@ -109,8 +109,15 @@ fn delivery_factors(config: &Config, args: &Args) -> Result<Vec<DeliveryFactor>,
                 )));
             }
             if let Some(p) = &policy.destination_pattern {
-                let ok = twofa_core::delivery::matches_pattern(p, t);
-                if !ok {
+                // load_config compiled it already; a policy that did not come through it is
+                // refused here, never matched loosely.
+                let re = compile_pattern(p.as_str()).map_err(|e| {
+                    Failure::new(format!(
+                        "the policy's destination_pattern is not a valid regular expression: {e}"
+                    ))
+                    .hint("check it with: twofa-enroll check-config")
+                })?;
+                if !re.is_match(t) {
                     return Err(Failure::new(format!(
                         "`{t}` does not match the policy's destination_pattern"
                     )));
@@ -286,10 +293,26 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads the policy named by --config, or the default one.
+/// Loads the policy named by --config, or the default one, destination patterns compiled.
 pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     config::load(path)
+        .and_then(|c| check_destination_patterns(&c).map(|()| c))
         .map_err(|e| Failure::new(e.to_string()).hint("check it with: twofa-enroll check-config"))
+}
+
+/// Compiles the policy's `destination_pattern`s, with the file, line and key of the first bad
+/// one. The module's loader can't (it links no regex engine, to keep pam_twofa.so small), so
+/// every command that loads the policy here does: an invalid pattern is still refused where
+/// the admin works, rather than found by twofa-deliver refusing every script code.
+pub fn check_destination_patterns(config: &Config) -> Result<(), config::ConfigError> {
+    twofa_core::delivery::check_patterns(config, |p| {
+        compile_pattern(p).map(drop).map_err(|e| e.to_string())
+    })
+}
+
+/// A destination pattern as twofa-deliver compiles it (the same crate, the same syntax).
+fn compile_pattern(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
+    regex_lite::Regex::new(pattern)
 }
 
 /// Resolves USER in the passwd database.
@@ -791,4 +814,70 @@ pub fn recovery_cmd(config_path: Option<&Path>, args: &RecoveryArgs) -> Result<(
         print_recovery(&account.name, &codes);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `Args` alone on a command line.
+    #[derive(Debug, clap::Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn policy_with_pattern(pattern: &str) -> Result<Config, String> {
+        let text = format!(
+            "version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = {}\n",
+            twofa_core::enrollment::quote(pattern)
+        );
+        config::parse(&text, Path::new("/etc/twofa/twofa.toml")).map_err(|e| e.to_string())
+    }
+
+    fn script_to(config: &Config, to: &str) -> Result<Vec<DeliveryFactor>, String> {
+        let cmd = Cmd::try_parse_from(["enroll", "carol", "--script-to", to])
+            .map_err(|e| e.to_string())?;
+        delivery_factors(config, &cmd.args).map_err(|f| f.message)
+    }
+
+    #[test]
+    fn an_invalid_destination_pattern_is_refused_with_file_line_and_key() -> Result<(), String> {
+        let config = policy_with_pattern("^(\\+41")?;
+        let err = check_destination_patterns(&config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with(
+                "/etc/twofa/twofa.toml:4: key `delivery.script.destination_pattern`: not a valid regular expression: "
+            ),
+            "{err}"
+        );
+        assert!(check_destination_patterns(&policy_with_pattern("^\\+41[0-9]{9}$")?).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn a_script_destination_outside_the_pattern_is_refused_at_enrollment() -> Result<(), String> {
+        let config = policy_with_pattern("^\\+4178[0-9]{7}$")?;
+        assert_eq!(
+            script_to(&config, "+41791234567").err().as_deref(),
+            Some("`+41791234567` does not match the policy's destination_pattern")
+        );
+        let factors = script_to(&config, "+41781234567")?;
+        assert_eq!(factors.len(), 1);
+        assert_eq!(factors[0].to, ["+41781234567"]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_uncompiled_invalid_pattern_refuses_every_destination() -> Result<(), String> {
+        // A policy that did not come through load_config: refused, not matched loosely.
+        let config = policy_with_pattern("(")?;
+        let err = script_to(&config, "+41781234567").err().unwrap_or_default();
+        assert!(err.contains("not a valid regular expression"), "{err}");
+        Ok(())
+    }
 }

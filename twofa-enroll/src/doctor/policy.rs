@@ -42,13 +42,25 @@ fn check_config(path: Option<&Path>) -> (Finding, Option<Config>) {
             ),
             Some(c),
         ),
-        Ok(c) => (
-            Finding::ok(
-                "config",
-                format!("{shown}: valid, root's, not writable by others"),
+        Ok(c) => match crate::enroll::check_destination_patterns(&c) {
+            Ok(()) => (
+                Finding::ok(
+                    "config",
+                    format!("{shown}: valid, root's, not writable by others"),
+                ),
+                Some(c),
             ),
-            Some(c),
-        ),
+            // The module loads it (it does not compile patterns), so logins go on; only the
+            // script method is broken.
+            Err(e) => (
+                Finding::error(
+                    "config",
+                    format!("{e}: twofa-deliver refuses every script code"),
+                    format!("fix it, then check with: twofa-enroll check-config {shown}"),
+                ),
+                Some(c),
+            ),
+        },
         Err(e) => (
             Finding::error(
                 "config",
