@@ -27,9 +27,9 @@ use twofa_core::args::{self, Mode, ModuleArgs};
 use twofa_core::audit::{Outcome, Reason};
 use twofa_core::config;
 use twofa_core::delivery::Programs;
+use twofa_core::fleet;
 use twofa_core::identity::System;
 use twofa_core::login::{self, CodeSource, Conversation, ConversationError, Decision, Request};
-use twofa_core::store::FileStore;
 use zeroize::Zeroizing;
 
 use crate::syslog::Level;
@@ -222,7 +222,7 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) 
         );
         return PamResultCode::PAM_AUTH_ERR;
     };
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open(&config);
     let req = Request {
         user: &user,
         service,
@@ -323,18 +323,28 @@ fn verify(
         now: unix_now(),
         code,
     };
+    let mut fallback = None;
     let decision = match config::load(args.config.as_deref()) {
         Err(e) => login::unavailable(&req, Reason::ConfigError, e.to_string()),
         Ok(config) => {
-            let store = FileStore::new(&config.storage_dir);
+            let store = fleet::open(&config);
             let mut conv = PamConversation { pamh, silent };
             let deliver = Programs {
                 policy: &config.delivery,
             };
-            login::authenticate(&config, &store, &System, &deliver, &mut conv, &req)
+            let decision = login::authenticate(&config, &store, &System, &deliver, &mut conv, &req);
+            fallback = store.fell_back();
+            decision
         }
     };
-    log_decision(prefix, &decision);
+    match fallback {
+        // One line still: the decision, and that it was made on this host's files alone.
+        Some(why) => log_decision(
+            &format!("{prefix}: store=local (fleet store unreachable: {why})"),
+            &decision,
+        ),
+        None => log_decision(prefix, &decision),
+    }
     match decision.outcome {
         Outcome::Success => PamResultCode::PAM_SUCCESS,
         Outcome::Deny => PamResultCode::PAM_AUTH_ERR,

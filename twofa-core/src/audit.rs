@@ -87,6 +87,12 @@ pub enum Reason {
     /// The replay watermark is ahead of the clock (the clock went back, or the state file
     /// was written from the future): no code can be accepted until the clock catches up.
     WatermarkAhead,
+    /// The fleet store could not be reached within its deadline (and the policy does not fall
+    /// back to local files, or they failed too).
+    StoreUnavailable,
+    /// The fleet store answered with an error (a wrong fleet key, an old schema, a refused
+    /// database login): denied whatever `on_store_error` says.
+    StoreError,
 }
 
 impl Reason {
@@ -121,6 +127,8 @@ impl Reason {
             Reason::DeliveryFailed => "delivery-failed",
             Reason::NoAllowedFactor => "no-allowed-factor",
             Reason::WatermarkAhead => "watermark-ahead-of-clock",
+            Reason::StoreUnavailable => "store-unavailable",
+            Reason::StoreError => "store-error",
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::delivery::DeliveryPolicy;
 use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
@@ -83,6 +84,60 @@ pub struct Config {
     pub remember_host_seconds: u64,
     /// `[storage] dir`.
     pub storage_dir: PathBuf,
+    /// `[store]`: where enrollments and state live (files, or the fleet database).
+    pub store: StoreSettings,
+    /// `[policy] on_store_error`: what a login does when the fleet store can't be reached.
+    pub on_store_error: OnStoreError,
+}
+
+/// Default fleet store helper.
+pub const DEFAULT_STORE_HELPER: &str = "/usr/lib/twofa/twofa-store";
+/// Default fleet store connection settings (root-only: a password and the fleet key's path).
+pub const DEFAULT_STORE_SETTINGS: &str = "/etc/twofa/store.toml";
+/// Default deadline for each answer of the fleet store.
+pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 3000;
+
+/// `[store] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Files under `[storage] dir` (the default).
+    Files,
+    /// PostgreSQL shared by a fleet of hosts, through the store helper.
+    Postgres,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// `kind`.
+    pub kind: StoreKind,
+    /// `helper`: the program that talks to the database (the module carries no client).
+    pub helper: PathBuf,
+    /// `settings`: the helper's connection settings file.
+    pub settings: PathBuf,
+    /// `timeout_ms`: each store answer must come within this, or the helper is killed.
+    pub timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            kind: StoreKind::Files,
+            helper: PathBuf::from(DEFAULT_STORE_HELPER),
+            settings: PathBuf::from(DEFAULT_STORE_SETTINGS),
+            timeout: Duration::from_millis(DEFAULT_STORE_TIMEOUT_MS),
+        }
+    }
+}
+
+/// `[policy] on_store_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Deny the login (the default): fleet-wide replay protection and lockout always hold.
+    Deny,
+    /// Use this host's own files for the login: it goes on, but a code used on another host
+    /// may be used again here and failures elsewhere don't count.
+    Local,
 }
 
 impl Default for Config {
@@ -106,6 +161,8 @@ impl Default for Config {
             delivery: DeliveryPolicy::default(),
             factors: DEFAULT_FACTORS.iter().map(|s| s.to_string()).collect(),
             storage_dir: PathBuf::from(DEFAULT_STORAGE),
+            store: StoreSettings::default(),
+            on_store_error: OnStoreError::Deny,
         }
     }
 }
@@ -135,11 +192,11 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Keys of later issues: known, documented, and refused with "not supported yet".
-const LATER_POLICY_KEYS: &[&str] = &["on_store_error", "fail_delay_ms"];
+const LATER_POLICY_KEYS: &[&str] = &["fail_delay_ms"];
 
 /// Every factor twofa knows, in the default order.
 pub const DEFAULT_FACTORS: &[&str] = &["totp", "hotp", "recovery", "email", "pushover", "script"];
-const LATER_TABLES: &[&str] = &["recovery", "store", "fleet"];
+const LATER_TABLES: &[&str] = &["recovery", "fleet"];
 /// Largest HOTP look-ahead: every counter more is another code an attacker may guess.
 pub const MAX_LOOK_AHEAD: u64 = 100;
 
@@ -269,6 +326,17 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
         if let Some(n) = policy.unsigned("recovery_codes", 0, 100)? {
             config.recovery_codes = usize::try_from(n).unwrap_or(10);
         }
+        match policy.string("on_store_error")? {
+            None => {}
+            Some("deny") => config.on_store_error = OnStoreError::Deny,
+            Some("local") => config.on_store_error = OnStoreError::Local,
+            Some(other) => {
+                return Err(policy.error(
+                    "on_store_error",
+                    format!("must be \"deny\" or \"local\", not \"{other}\""),
+                ))
+            }
+        }
         for key in LATER_POLICY_KEYS {
             policy.not_supported_yet(key)?;
         }
@@ -294,10 +362,44 @@ fn read_root(root: &mut Fields<'_>, config: &mut Config) -> Result<(), FieldErro
         }
         storage.finish()?;
     }
+    if let Some(mut store) = root.table("store")? {
+        read_store(&mut store, &mut config.store)?;
+        store.finish()?;
+    }
     for key in LATER_TABLES {
         root.not_supported_yet(key)?;
     }
     root.finish()
+}
+
+fn read_store(store: &mut Fields<'_>, out: &mut StoreSettings) -> Result<(), FieldError> {
+    match store.string("kind")? {
+        None | Some("files") => out.kind = StoreKind::Files,
+        Some("postgres") => out.kind = StoreKind::Postgres,
+        Some(other) => {
+            return Err(store.error(
+                "kind",
+                format!("must be \"files\" or \"postgres\", not \"{other}\""),
+            ))
+        }
+    }
+    let absolute = |store: &Fields<'_>, key: &str, p: &str| {
+        if p.starts_with('/') && !p.contains('\0') {
+            Ok(PathBuf::from(p))
+        } else {
+            Err(store.error(key, "must be an absolute path"))
+        }
+    };
+    if let Some(p) = store.string("helper")? {
+        out.helper = absolute(store, "helper", p)?;
+    }
+    if let Some(p) = store.string("settings")? {
+        out.settings = absolute(store, "settings", p)?;
+    }
+    if let Some(ms) = store.unsigned("timeout_ms", 100, 60_000)? {
+        out.timeout = Duration::from_millis(ms);
+    }
+    Ok(())
 }
 
 fn read_totp(totp: &mut Fields<'_>, out: &mut Totp) -> Result<(), FieldError> {
@@ -397,7 +499,11 @@ mod tests {
             ("version = 1\nfoo = 1\n", "/etc/twofa/twofa.toml:2: key `foo`: unknown key"),
             ("version = 2\n", "/etc/twofa/twofa.toml:1: key `version`: version 2 is not known to this twofa (it reads version 1)"),
             ("version = 1\n[totp]\nalgorithm = \"MD5\"\n", "/etc/twofa/twofa.toml:3: key `totp.algorithm`: must be \"SHA1\", \"SHA256\" or \"SHA512\", not \"MD5\""),
-            ("version = 1\n[store]\nkind = \"files\"\n", "/etc/twofa/twofa.toml:2: key `store`: not supported yet by this version of twofa"),
+            ("version = 1\n[store]\nkind = \"mysql\"\n", "/etc/twofa/twofa.toml:3: key `store.kind`: must be \"files\" or \"postgres\", not \"mysql\""),
+            ("version = 1\n[store]\nkind = \"postgres\"\nhelper = \"twofa-store\"\n", "/etc/twofa/twofa.toml:4: key `store.helper`: must be an absolute path"),
+            ("version = 1\n[store]\ntimeout_ms = 5\n", "/etc/twofa/twofa.toml:3: key `store.timeout_ms`: must be from 100 to 60000, not 5"),
+            ("version = 1\n[policy]\non_store_error = \"allow\"\n", "/etc/twofa/twofa.toml:3: key `policy.on_store_error`: must be \"deny\" or \"local\", not \"allow\""),
+            ("version = 1\n[fleet]\n", "/etc/twofa/twofa.toml:2: key `fleet`: not supported yet by this version of twofa"),
             ("version = 1\n[storage]\ndir = \"relative\"\n", "/etc/twofa/twofa.toml:3: key `storage.dir`: must be an absolute path"),
             ("[totp]\n", "/etc/twofa/twofa.toml: key `version`: missing; the first line must be `version = 1`"),
         ];

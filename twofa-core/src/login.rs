@@ -97,6 +97,27 @@ fn decide(mut event: Event, outcome: Outcome, reason: Reason, detail: Option<Str
     Decision { outcome, event }
 }
 
+/// The reason a store error is logged under: an unreachable store (fleet mode) is named as
+/// such, so the log says where to look and the user is told the service is down.
+fn store_reason(e: &StoreError, otherwise: Reason) -> Reason {
+    match e {
+        StoreError::Unavailable(_) => Reason::StoreUnavailable,
+        // Only the fleet store reports backend errors (files report the file and the line).
+        StoreError::Backend(_) => Reason::StoreError,
+        _ => otherwise,
+    }
+}
+
+/// The decision when the store failed: an error (fail closed), under [`store_reason`].
+fn store_failed(event: Event, e: StoreError, otherwise: Reason) -> Decision {
+    decide(
+        event,
+        Outcome::Error,
+        store_reason(&e, otherwise),
+        Some(e.to_string()),
+    )
+}
+
 /// A decision made before anything about the user was looked at (broken config, bad module
 /// arguments, a caught panic): fail closed.
 pub fn unavailable(req: &Request<'_>, reason: Reason, detail: String) -> Decision {
@@ -204,8 +225,30 @@ fn exemption_of(
     Ok(policy::exemption(config, service, &groups))
 }
 
+/// What a user is told when the fleet store can't be reached: not their fault, not their code.
+pub const STORE_UNAVAILABLE_MESSAGE: &str =
+    "The two-factor service can't be reached right now; try again in a minute, or ask your administrator.";
+
 /// Runs the second-factor step.
 pub fn authenticate(
+    config: &Config,
+    store: &dyn Store,
+    dir: &dyn Directory,
+    deliver: &dyn Deliverer,
+    conv: &mut dyn Conversation,
+    req: &Request<'_>,
+) -> Decision {
+    let decision = authenticate_inner(config, store, dir, deliver, conv, req);
+    if matches!(
+        decision.event.reason,
+        Reason::StoreUnavailable | Reason::StoreError
+    ) {
+        conv.show_error(STORE_UNAVAILABLE_MESSAGE);
+    }
+    decision
+}
+
+fn authenticate_inner(
     config: &Config,
     store: &dyn Store,
     dir: &dyn Directory,
@@ -241,14 +284,7 @@ pub fn authenticate(
             .map(|e| offered(config, e))
             .filter(|e| !e.factors.is_empty()),
         Err(_) if req.password_failed => None,
-        Err(e) => {
-            return decide(
-                event,
-                Outcome::Error,
-                Reason::EnrollmentError,
-                Some(e.to_string()),
-            )
-        }
+        Err(e) => return store_failed(event, e, Reason::EnrollmentError),
     };
     event.factor = enrollment.as_ref().and_then(|e| {
         if e.totp().is_some() {
@@ -524,7 +560,7 @@ fn send_code(
             Some(format!("no [delivery.{}] in the policy", d.method.name())),
         ));
     };
-    let state_error = |e: StoreError| (Reason::StateError, Some(e.to_string()));
+    let state_error = |e: StoreError| (store_reason(&e, Reason::StateError), Some(e.to_string()));
     match store
         .count_send(
             account,
@@ -617,14 +653,7 @@ fn verify(
     // A locked account is told so (the password was right) and not asked for a code.
     let state = match store.state(account) {
         Ok(s) => s,
-        Err(e) => {
-            return decide(
-                event,
-                Outcome::Error,
-                Reason::StateError,
-                Some(e.to_string()),
-            )
-        }
+        Err(e) => return store_failed(event, e, Reason::StateError),
     };
     if let Some(until) = state.locked_at(req.now) {
         return locked(conv, event, until);
@@ -704,9 +733,8 @@ fn verify(
         req.now,
         hotp_from,
     );
-    let stored = |r: Result<StepOutcome, StoreError>| r.map_err(|e| e.to_string());
     let reason = match matched {
-        Matched::Totp(step) => match stored(store.accept_step(account, step, req.now)) {
+        Matched::Totp(step) => match store.accept_step(account, step, req.now) {
             Ok(StepOutcome::Accepted) => return success(&checked, conv, event, None),
             // A right code for now, refused because the watermark is ahead of the clock: say
             // so, an admin has to look at the clock (or reset the user).
@@ -716,16 +744,16 @@ fn verify(
             Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
             // Locked by a parallel login meanwhile: refused, not counted.
             Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
-            Err(e) => return decide(event, Outcome::Error, Reason::StateError, Some(e)),
+            Err(e) => return store_failed(event, e, Reason::StateError),
         },
         Matched::Hotp(counter) => {
             event.factor = Some("hotp");
             let start = enrollment.hotp().map_or(0, |h| h.counter);
-            match stored(store.accept_hotp(account, counter, start, req.now)) {
+            match store.accept_hotp(account, counter, start, req.now) {
                 Ok(StepOutcome::Accepted) => return success(&checked, conv, event, None),
                 Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
                 Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
-                Err(e) => return decide(event, Outcome::Error, Reason::StateError, Some(e)),
+                Err(e) => return store_failed(event, e, Reason::StateError),
             }
         }
         Matched::Recovery(index) => {
@@ -750,14 +778,7 @@ fn verify(
                 }
                 Ok(RecoveryOutcome::AlreadyUsed) => Reason::ReplayedCode,
                 Ok(RecoveryOutcome::Locked(until)) => return locked(conv, event, until),
-                Err(e) => {
-                    return decide(
-                        event,
-                        Outcome::Error,
-                        Reason::StateError,
-                        Some(e.to_string()),
-                    )
-                }
+                Err(e) => return store_failed(event, e, Reason::StateError),
             }
         }
         Matched::Nothing(reason) => {
@@ -773,14 +794,7 @@ fn verify(
                         Ok(ChallengeOutcome::Expired) => Reason::ExpiredCode,
                         Ok(ChallengeOutcome::Wrong) => reason,
                         Ok(ChallengeOutcome::Locked(until)) => return locked(conv, event, until),
-                        Err(e) => {
-                            return decide(
-                                event,
-                                Outcome::Error,
-                                Reason::StateError,
-                                Some(e.to_string()),
-                            )
-                        }
+                        Err(e) => return store_failed(event, e, Reason::StateError),
                     }
                 }
                 _ => reason,
@@ -930,12 +944,7 @@ fn self_enroll(
     }
     // Never replaces an enrollment (a parallel login may have enrolled first).
     if let Err(e) = store.put_enrollment(account, &enrollment, false) {
-        return decide(
-            event,
-            Outcome::Error,
-            Reason::EnrollmentError,
-            Some(e.to_string()),
-        );
+        return store_failed(event, e, Reason::EnrollmentError);
     }
     // The confirmation code is spent.
     let _ = store.accept_step(account, step, req.now);
@@ -954,7 +963,6 @@ mod tests {
     use crate::store::Lockout;
     use std::cell::RefCell;
     use std::collections::HashMap;
-    use std::path::PathBuf;
 
     /// A store in memory, to test the flow without files. State changes go through the same
     /// `UserState` methods as the file store's.
