@@ -90,5 +90,21 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         s => say!("  remember:   the same remote host for {s} s"),
     }
     say!("  storage:    {}", config.storage_dir.display());
+    if config.store.kind == twofa_core::config::StoreKind::Postgres {
+        say!(
+            "  store:      fleet (postgres) through {} with {}; a login waits at most {} ms for it",
+            config.store.helper.display(),
+            config.store.settings.display(),
+            config.store.timeout.as_millis()
+        );
+        say!(
+            "  store down: {}",
+            match config.on_store_error {
+                twofa_core::config::OnStoreError::Deny => "deny the login",
+                twofa_core::config::OnStoreError::Local =>
+                    "use this host's files (no fleet-wide replay protection or lockout meanwhile)",
+            }
+        );
+    }
     Ok(())
 }

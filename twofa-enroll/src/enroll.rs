@@ -9,11 +9,12 @@ use twofa_core::delivery::{Deliverer, Programs};
 use twofa_core::enrollment::{
     DeliveryFactor, Enrollment, Factor, HotpFactor, Method, RecoveryFactor, TotpFactor,
 };
+use twofa_core::fleet;
 use twofa_core::identity::{self, Account};
 use twofa_core::otp::{self, Algorithm, Params};
 use twofa_core::recovery;
 use twofa_core::secret::{Secret, RECOMMENDED_BITS};
-use twofa_core::store::{FileStore, StepOutcome, Store, StoreError};
+use twofa_core::store::{StepOutcome, Store, StoreError};
 use twofa_core::uri;
 use zeroize::Zeroizing;
 
@@ -143,7 +144,7 @@ fn delivery_factors(config: &Config, args: &Args) -> Result<Vec<DeliveryFactor>,
 /// (that proves the destination works), unless --no-verify.
 fn enroll_delivery(
     config: &Config,
-    store: &FileStore,
+    store: &dyn Store,
     account: &Account,
     args: &Args,
     factors: Vec<DeliveryFactor>,
@@ -233,7 +234,7 @@ pub fn test_delivery(config_path: Option<&Path>, args: &TestDeliveryArgs) -> Res
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     let Some(enrollment) = store.enrollment(&account)? else {
         return Err(Failure::new(format!("{} is not enrolled", account.name)));
     };
@@ -413,7 +414,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     match store.enrollment(&account) {
         Ok(Some(_)) if !args.force => {
             return Err(Failure::new(format!(
@@ -635,7 +636,7 @@ pub fn reset(config_path: Option<&Path>, args: &ResetArgs) -> Result<(), Failure
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.enroll.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     if args.self_enroll {
         if config.unenrolled != Unenrolled::Enroll {
             return Err(Failure::new(
@@ -685,7 +686,7 @@ pub fn resync(config_path: Option<&Path>, args: &ResyncArgs) -> Result<(), Failu
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     let enrollment = store
         .enrollment(&account)?
         .ok_or_else(|| Failure::new(format!("{} is not enrolled", account.name)))?;
@@ -788,7 +789,7 @@ pub fn recovery_cmd(config_path: Option<&Path>, args: &RecoveryArgs) -> Result<(
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     let Some(mut enrollment) = store.enrollment(&account)? else {
         return Err(Failure::new(format!("{} is not enrolled", account.name))
             .hint(format!("enroll first: twofa-enroll {}", account.name)));

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::enrollment::{Enrollment, Factor, HotpFactor, RecoveryFactor, TotpFactor};
+use twofa_core::fleet;
 use twofa_core::google_authenticator;
 use twofa_core::identity::{self, Account};
 use twofa_core::otp::{Algorithm, Params};
 use twofa_core::recovery;
 use twofa_core::secret::RECOMMENDED_BITS;
 use twofa_core::securefile;
-use twofa_core::store::{FileStore, Store};
+use twofa_core::store::Store;
 
 use crate::enroll::{account, load_config};
 use crate::output::{self, Failure};
@@ -42,7 +43,7 @@ fn now() -> u64 {
 
 /// Imports one account; returns a one-line summary.
 fn import_one(
-    store: &FileStore,
+    store: &dyn Store,
     policy_window: u64,
     account: &Account,
     file: &Path,
@@ -141,7 +142,7 @@ fn local_accounts() -> Result<Vec<(String, PathBuf)>, Failure> {
 pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     output::require_root()?;
     let config = load_config(config_path)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     if let Some(user) = &args.user {
         let account = account(user)?;
         let file = match &args.file {

@@ -12,6 +12,7 @@ mod qr;
 #[cfg(test)]
 mod reference;
 mod status;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ Examples:
   twofa-enroll recovery alice             new recovery codes for alice (the old ones stop working)
   twofa-enroll check-config               check /etc/twofa/twofa.toml
   twofa-enroll doctor                     check sshd, the PAM stacks, files and clock; each finding with its fix
+  twofa-enroll store init                 fleet mode: create the fleet key and the database schema
+  twofa-enroll store import               fleet mode: copy this host's enrollments into the store
 
 Exit status: 0 done, 1 error (nothing was changed), 2 bad usage.";
 
@@ -82,6 +85,8 @@ enum Command {
     Doctor(doctor::Args),
     /// Send a test code to USER's email, pushover or script destinations, and say what happened.
     TestDelivery(enroll::TestDeliveryArgs),
+    /// The fleet store ([store] kind = "postgres"): init, check, import.
+    Store(store::Args),
 }
 
 /// `twofa-enroll USER` means `twofa-enroll enroll USER`: insert the word before the first
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(a) => check::run(config, a),
         Command::Doctor(a) => doctor::run(config, a),
         Command::TestDelivery(a) => enroll::test_delivery(config, a),
+        Command::Store(a) => store::run(config, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,11 +5,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::config::Config;
 use twofa_core::enrollment::{Enrollment, Factor};
+use twofa_core::fleet;
 use twofa_core::identity::Account;
 use twofa_core::login::expired_age;
 use twofa_core::recovery::to_hex;
 use twofa_core::state::UserState;
-use twofa_core::store::{FileStore, Store};
+use twofa_core::store::Store;
 
 use crate::enroll::{account, load_config};
 use crate::output::{self, utc, Failure};
@@ -215,7 +216,7 @@ impl Summary {
 pub fn status(config_path: Option<&Path>, args: &StatusArgs) -> Result<(), Failure> {
     output::require_root()?;
     let config = load_config(config_path)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     let now = now();
     if let Some(user) = &args.user {
         let account = account(user)?;
@@ -303,7 +304,7 @@ pub fn disable(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fai
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     match store.disable_enrollment(&account, now())? {
         Some(backup) => {
             say!(
@@ -329,7 +330,7 @@ pub fn unlock(config_path: Option<&Path>, args: &DisableArgs) -> Result<(), Fail
     output::require_root()?;
     let config = load_config(config_path)?;
     let account = account(&args.user)?;
-    let store = FileStore::new(&config.storage_dir);
+    let store = fleet::open_admin(&config);
     let before = store.state(&account)?;
     store.reset_failures(&account)?;
     match before.locked_at(now()) {

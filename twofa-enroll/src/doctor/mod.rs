@@ -12,10 +12,12 @@
 //! - [`policy`]: the policy file, and the ways in without a code it opens.
 //! - [`storage`]: the storage directory's owner and mode, enrollments counted.
 //! - [`clock`]: whether the clock is synchronized (TOTP).
+//! - [`fleet`]: the fleet store answers its check (fleet mode only).
 //! - [`break_glass`]: whether anyone can still get in, with or without a code.
 
 mod break_glass;
 mod clock;
+mod fleet;
 mod pam;
 mod policy;
 mod sshd;
@@ -122,6 +124,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
 
     findings.extend(pam::check_stacks(&stacks, &args.pam_dir, &config));
     findings.extend(storage::check_storage(&config.storage_dir));
+    findings.extend(fleet::check_fleet(&config));
     findings.push(clock::check_clock(&config));
 
     let mut paths = policy::policy_ways_in(&config, policy::now());
