@@ -87,6 +87,24 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
+/// For a helper program the module runs (the fleet store helper): closes every descriptor
+/// above stderr it inherited, so nothing sshd or sudo had open (sockets, the PAM application's
+/// files) reaches its network code. std opens its own descriptors close-on-exec, but the host
+/// application's need not be. Call it first thing in `main`.
+pub fn close_inherited_fds() {
+    let listed = std::fs::read_dir("/proc/self/fd").map(|dir| {
+        dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|fd| *fd > 2)
+            .collect::<Vec<_>>()
+    });
+    // The directory's own descriptor is in the list, already closed: EBADF, ignored. Without
+    // /proc, every descriptor up to a bound.
+    let fds = listed.unwrap_or_else(|_| (3..4096).collect());
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 /// Runs `program args...` with exactly `env`, `input` on stdin, until it ends or `deadline`
 /// passes (then it and its process group are killed, and `RunError::Timeout` returned).
 pub fn run(

@@ -120,6 +120,8 @@ fn parse_args(args: &[String]) -> Result<(Command, PathBuf), String> {
 /// The store protocol until end of input. Settings are read now, the database is reached at
 /// the first request; a broken setting is the answer to every request, not a silent exit.
 fn serve(path: &Path) -> Result<(), String> {
+    // Run by the module inside sshd or sudo: whatever they left open is not ours.
+    twofa_core::runner::close_inherited_fds();
     let store = PgStore::open(path);
     twofa_core::wire::serve(&store, std::io::stdin().lock(), std::io::stdout().lock())
         .map_err(|e| format!("the module's socket: {e}"))
