@@ -46,6 +46,9 @@ _twofa__enroll() {
             twofa__enroll,status)
                 cmd="twofa__enroll__subcmd__status"
                 ;;
+            twofa__enroll,store)
+                cmd="twofa__enroll__subcmd__store"
+                ;;
             twofa__enroll,test-delivery)
                 cmd="twofa__enroll__subcmd__test__subcmd__delivery"
                 ;;
@@ -82,11 +85,47 @@ _twofa__enroll() {
             twofa__enroll__subcmd__help,status)
                 cmd="twofa__enroll__subcmd__help__subcmd__status"
                 ;;
+            twofa__enroll__subcmd__help,store)
+                cmd="twofa__enroll__subcmd__help__subcmd__store"
+                ;;
             twofa__enroll__subcmd__help,test-delivery)
                 cmd="twofa__enroll__subcmd__help__subcmd__test__subcmd__delivery"
                 ;;
             twofa__enroll__subcmd__help,unlock)
                 cmd="twofa__enroll__subcmd__help__subcmd__unlock"
+                ;;
+            twofa__enroll__subcmd__help__subcmd__store,check)
+                cmd="twofa__enroll__subcmd__help__subcmd__store__subcmd__check"
+                ;;
+            twofa__enroll__subcmd__help__subcmd__store,import)
+                cmd="twofa__enroll__subcmd__help__subcmd__store__subcmd__import"
+                ;;
+            twofa__enroll__subcmd__help__subcmd__store,init)
+                cmd="twofa__enroll__subcmd__help__subcmd__store__subcmd__init"
+                ;;
+            twofa__enroll__subcmd__store,check)
+                cmd="twofa__enroll__subcmd__store__subcmd__check"
+                ;;
+            twofa__enroll__subcmd__store,help)
+                cmd="twofa__enroll__subcmd__store__subcmd__help"
+                ;;
+            twofa__enroll__subcmd__store,import)
+                cmd="twofa__enroll__subcmd__store__subcmd__import"
+                ;;
+            twofa__enroll__subcmd__store,init)
+                cmd="twofa__enroll__subcmd__store__subcmd__init"
+                ;;
+            twofa__enroll__subcmd__store__subcmd__help,check)
+                cmd="twofa__enroll__subcmd__store__subcmd__help__subcmd__check"
+                ;;
+            twofa__enroll__subcmd__store__subcmd__help,help)
+                cmd="twofa__enroll__subcmd__store__subcmd__help__subcmd__help"
+                ;;
+            twofa__enroll__subcmd__store__subcmd__help,import)
+                cmd="twofa__enroll__subcmd__store__subcmd__help__subcmd__import"
+                ;;
+            twofa__enroll__subcmd__store__subcmd__help,init)
+                cmd="twofa__enroll__subcmd__store__subcmd__help__subcmd__init"
                 ;;
             *)
                 ;;
@@ -95,7 +134,7 @@ _twofa__enroll() {
 
     case "${cmd}" in
         twofa__enroll)
-            opts="-h -V --config --help --version enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor test-delivery help"
+            opts="-h -V --config --help --version enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor test-delivery store help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,7 +272,7 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__help)
-            opts="enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor test-delivery help"
+            opts="enroll status disable reset unlock recovery resync import-google-authenticator check-config doctor test-delivery store help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -375,6 +414,62 @@ _twofa__enroll() {
         twofa__subcmd__enroll__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__help__subcmd__store)
+            opts="init check import"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__help__subcmd__store__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__help__subcmd__store__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__help__subcmd__store__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -533,6 +628,148 @@ _twofa__enroll() {
         twofa__subcmd__enroll__subcmd__status)
             opts="-h --all --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store)
+            opts="-h --config --help init check import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__check)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__help)
+            opts="init check import help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__import)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        twofa__subcmd__enroll__subcmd__store__subcmd__init)
+            opts="-h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -62,7 +62,7 @@ DESTDIR=$stage PREFIX=/usr packaging/install.sh >"$work/install.log" 2>&1 || {
     exit 1
 }
 pamdir=lib/$multiarch/security
-for f in "$pamdir/pam_twofa.so" usr/bin/twofa-enroll usr/lib/twofa/twofa-deliver etc/twofa/twofa.toml; do
+for f in "$pamdir/pam_twofa.so" usr/bin/twofa-enroll usr/lib/twofa/twofa-deliver usr/lib/twofa/twofa-store etc/twofa/twofa.toml; do
     [ -f "$stage/$f" ] || { echo "error: install.sh did not stage /$f" >&2; exit 1; }
 done
 # /var/lib/twofa is made by postinst (0700, root) and left alone by upgrades and removal:
@@ -72,7 +72,7 @@ rm -rf "$stage/var"
 # 2. Strip like dh_strip (the release profile keeps symbols), keep the dynamic symbols.
 strip --remove-section=.comment --remove-section=.note --strip-unneeded "$stage/$pamdir/pam_twofa.so"
 strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/twofa-enroll" \
-    "$stage/usr/lib/twofa/twofa-deliver"
+    "$stage/usr/lib/twofa/twofa-deliver" "$stage/usr/lib/twofa/twofa-store"
 
 # 3. Debian's additions.
 doc=$stage/usr/share/doc/twofa
@@ -84,7 +84,7 @@ install -D -m 0644 packaging/lintian-overrides "$stage/usr/share/lintian/overrid
 
 # copyright: ours, plus the Rust crates linked into the shipped binaries (static linking).
 crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p} ({l})' \
-             -p pam_twofa -p twofa-enroll -p twofa-deliver 2>/dev/null \
+             -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store 2>/dev/null \
          | sed -e 's/ (\*)$//' -e 's/ (proc-macro)//' | grep -v -e '^twofa' -e '^pam_twofa' \
            -e '^$' | sed -E 's/ \(\/[^)]*\)//' | sort -u || true)
 first_year=$(git log --reverse --format=%cd --date=format:%Y 2>/dev/null | head -n1 || true)
@@ -137,6 +137,7 @@ mkdir -p "$work/shlibs/debian"
 printf 'Source: twofa\n\nPackage: twofa\nArchitecture: any\n' >"$work/shlibs/debian/control"
 shlibs=$(cd "$work/shlibs" && dpkg-shlibdeps -O --warnings=1 \
     "$stage/$pamdir/pam_twofa.so" "$stage/usr/bin/twofa-enroll" "$stage/usr/lib/twofa/twofa-deliver" \
+    "$stage/usr/lib/twofa/twofa-store" \
     | sed -n 's/^shlibs:Depends=//p')
 [ -n "$shlibs" ] || { echo "error: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
 # adduser: postinst makes the system user; libpam-runtime: pam-auth-update and /usr/share/pam-configs.
@@ -158,7 +159,9 @@ Description: one-time codes (TOTP/HOTP) as a second factor for PAM logins
  sshd, sudo, su and other PAM services. It contains the PAM module
  pam_twofa.so, twofa-enroll to enroll users from a root shell (QR code,
  recovery codes, status, lockout, HOTP tokens) and twofa-deliver, which sends
- codes by email, Pushover or a script as the system user twofa.
+ codes by email, Pushover or a script as the system user twofa, and
+ twofa-store, which holds enrollments, replay protection and lockout for a
+ fleet of hosts in one PostgreSQL database (fleet mode, off by default).
  .
  Enrollments and replay state are root-only files under /var/lib/twofa; a
  code is never spent by a login whose password was wrong, and the prompts do

@@ -25,7 +25,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
 fi
 command -v cargo >/dev/null || { echo "error: cargo (Rust >= 1.85) is needed: https://rustup.rs" >&2; exit 1; }
 
-cargo build --release --locked -p pam_twofa -p twofa-enroll -p twofa-deliver
+cargo build --release --locked -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store
 
 # The PAM module directory: Debian's multiarch one, else the first that exists.
 if command -v dpkg-architecture >/dev/null; then
@@ -44,6 +44,9 @@ install -D -m 0755 target/release/twofa-enroll "$DESTDIR$PREFIX/bin/twofa-enroll
 # The delivery program (email, Pushover, an admin's script) runs outside sshd/sudo, as the
 # unprivileged system user 'twofa'.
 install -D -m 0755 target/release/twofa-deliver "$DESTDIR$PREFIX/lib/twofa/twofa-deliver"
+# The fleet store helper ([store] kind = "postgres"): the database client lives here, never in
+# the module; the module runs it per login with a hard deadline.
+install -D -m 0755 target/release/twofa-store "$DESTDIR$PREFIX/lib/twofa/twofa-store"
 if [ -z "$DESTDIR" ] && ! getent passwd twofa >/dev/null; then
     useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin twofa
 fi
@@ -68,6 +71,7 @@ Installed:
   $pamdir/pam_twofa.so
   $PREFIX/bin/twofa-enroll       (man twofa-enroll, man pam_twofa, man twofa.toml; bash/zsh completion)
   $PREFIX/lib/twofa/twofa-deliver (sends codes by email/Pushover/script, as user twofa)
+  $PREFIX/lib/twofa/twofa-store   (fleet mode: the PostgreSQL store helper)
   /etc/twofa/twofa.toml          (policy; check it with: twofa-enroll check-config)
   /var/lib/twofa/                (enrollments and state, root only)
   $PREFIX/share/doc/twofa/examples/   (PAM stacks and sshd drop-in)
