@@ -306,9 +306,10 @@ impl Enrollment {
     }
 }
 
-/// A TOML basic string for `s` (escapes quotes, backslashes and control characters).
+/// A TOML basic string for `s` (escapes quotes, backslashes and control characters), which
+/// `Doc::parse` reads back as `s`: the escaper sits next to the parser it must agree with.
 pub fn quote(s: &str) -> String {
-    toml_edit::Value::from(s).to_string().trim().to_string()
+    crate::tomlfile::quote(s)
 }
 
 fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {

@@ -6,14 +6,16 @@
 //! "unknown key". Every key of a table must be taken, or [`Fields::finish`] reports it.
 
 use std::fmt;
-use std::ops::Range;
+use std::marker::PhantomData;
 
-use toml_edit::{ImDocument, Item, Table, Value};
+mod syntax;
+
+use syntax::{Item, Table, Tree, Value};
 
 /// What is wrong with one key (or the file's syntax), with its 1-based line when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// 1-based line of the key or value, if the document has spans.
+    /// 1-based line of the key or value, if known.
     pub line: Option<usize>,
     /// Dotted key, such as `totp.digits`; empty for a syntax error.
     pub key: String,
@@ -35,58 +37,57 @@ impl fmt::Display for FieldError {
 }
 
 /// A parsed TOML document that remembers where each key stood.
+///
+/// It owns every value (escapes resolved), so [`Fields`] hand out `&str` borrowed from it.
+/// The lifetime is that of the text, kept so callers written for a borrowing parser still
+/// compile.
 #[derive(Debug)]
 pub struct Doc<'a> {
-    text: &'a str,
-    doc: ImDocument<&'a str>,
+    tree: Tree,
+    text: PhantomData<&'a str>,
 }
 
 impl<'a> Doc<'a> {
-    /// Parses `text`; a syntax error names its line.
+    /// Parses `text` (twofa's subset of TOML, see `tomlfile/syntax.rs`); a syntax error names
+    /// its line.
     pub fn parse(text: &'a str) -> Result<Self, FieldError> {
-        match ImDocument::parse(text) {
-            Ok(doc) => Ok(Doc { text, doc }),
+        match syntax::parse(text) {
+            Ok(tree) => Ok(Doc {
+                tree,
+                text: PhantomData,
+            }),
             Err(e) => Err(FieldError {
-                line: e.span().map(|s| line_of(text, &s)),
+                line: Some(e.line),
                 key: String::new(),
-                // One line: toml_edit's messages run over several.
-                message: format!(
-                    "not valid TOML: {}",
-                    e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-                ),
+                message: format!("not valid TOML: {}", e.message),
             }),
         }
     }
 
     /// The top-level table's fields.
     pub fn root(&self) -> Fields<'_> {
-        Fields::new(self.text, self.doc.as_table(), "")
+        Fields::new(&self.tree, self.tree.root(), "")
     }
 }
 
-/// 1-based line number of the start of `span` in `text`.
-fn line_of(text: &str, span: &Range<usize>) -> usize {
-    let end = span.start.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// A TOML basic string for `s`, quotes included, that [`Doc::parse`] reads back as `s`.
+pub fn quote(s: &str) -> String {
+    syntax::quote(s)
 }
 
 /// The keys of one table, taken one by one; whatever is not taken is reported as unknown.
 #[derive(Debug)]
 pub struct Fields<'a> {
-    text: &'a str,
+    tree: &'a Tree,
     table: &'a Table,
     prefix: String,
     taken: Vec<String>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(text: &'a str, table: &'a Table, prefix: &str) -> Self {
+    fn new(tree: &'a Tree, table: &'a Table, prefix: &str) -> Self {
         Fields {
-            text,
+            tree,
             table,
             prefix: prefix.to_string(),
             taken: Vec::new(),
@@ -102,58 +103,55 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Line of `key` (its key span, else its value span), if known.
+    /// Line of `key` (for a table, its header's), if present.
     pub fn line(&self, key: &str) -> Option<usize> {
-        let (k, item) = self.table.get_key_value(key)?;
-        k.span()
-            .or_else(|| item.span())
-            .or_else(|| item.as_table().and_then(Table::span))
-            .map(|s| line_of(self.text, &s))
+        self.table.get(key).map(|e| e.line)
     }
 
-    /// An error about `key`, with its line.
+    /// An error about `key`, with its line (else the line of this table's header).
     pub fn error(&self, key: &str, message: impl Into<String>) -> FieldError {
         FieldError {
-            line: self.line(key).or_else(|| self.table_line()),
+            line: self.line(key).or(self.table.line),
             key: self.path(key),
             message: message.into(),
         }
     }
 
-    fn table_line(&self) -> Option<usize> {
-        self.table.span().map(|s| line_of(self.text, &s))
-    }
-
     fn take(&mut self, key: &str) -> Option<&'a Item> {
         self.taken.push(key.to_string());
         let table: &'a Table = self.table;
-        table.get(key)
+        table.get(key).map(|e| &e.item)
+    }
+
+    /// Takes `key` if it holds a plain value; `Err(())` if it holds a table.
+    fn take_value(&mut self, key: &str) -> Result<Option<&'a Value>, ()> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Item::Value(v)) => Ok(Some(v)),
+            Some(_) => Err(()),
+        }
     }
 
     /// Whether the table has `key` at all.
     pub fn has(&self, key: &str) -> bool {
-        self.table.contains_key(key)
+        self.table.get(key).is_some()
     }
 
     /// A string value, if present.
     pub fn string(&mut self, key: &str) -> Result<Option<&'a str>, FieldError> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(item) => match item.as_value().and_then(Value::as_str) {
-                Some(s) => Ok(Some(s)),
-                None => Err(self.error(key, "must be a string (in double quotes)")),
-            },
+        match self.take_value(key) {
+            Ok(None) => Ok(None),
+            Ok(Some(Value::Str(s))) => Ok(Some(s)),
+            _ => Err(self.error(key, "must be a string (in double quotes)")),
         }
     }
 
     /// An integer value, if present.
     pub fn integer(&mut self, key: &str) -> Result<Option<i64>, FieldError> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(item) => match item.as_value().and_then(Value::as_integer) {
-                Some(i) => Ok(Some(i)),
-                None => Err(self.error(key, "must be a whole number")),
-            },
+        match self.take_value(key) {
+            Ok(None) => Ok(None),
+            Ok(Some(Value::Int(i))) => Ok(Some(*i)),
+            _ => Err(self.error(key, "must be a whole number")),
         }
     }
 
@@ -169,36 +167,30 @@ impl<'a> Fields<'a> {
     }
 
     /// A calendar date (`2026-12-31` as a TOML date, or the same in quotes), if present,
-    /// as days since 1970-01-01.
+    /// as days since 1970-01-01. A date with a time is refused: twofa counts whole days.
     pub fn date(&mut self, key: &str) -> Result<Option<i64>, FieldError> {
-        let Some(item) = self.take(key) else {
-            return Ok(None);
+        let text = match self.take_value(key) {
+            Ok(None) => return Ok(None),
+            Ok(Some(Value::Str(s) | Value::Date(s))) => s.as_str(),
+            _ => "",
         };
-        let text = match item.as_value() {
-            Some(Value::String(s)) => s.value().to_string(),
-            Some(Value::Datetime(d)) if d.value().time.is_none() && d.value().offset.is_none() => {
-                d.value().to_string()
-            }
-            _ => String::new(),
-        };
-        parse_date(&text)
+        parse_date(text)
             .map(Some)
             .ok_or_else(|| self.error(key, "must be a date like 2026-12-31"))
     }
 
     /// An array of strings, if present.
     pub fn strings(&mut self, key: &str) -> Result<Option<Vec<&'a str>>, FieldError> {
-        let Some(item) = self.take(key) else {
-            return Ok(None);
-        };
-        let Some(array) = item.as_value().and_then(Value::as_array) else {
-            return Err(self.error(key, "must be a list of strings, like [\"a\", \"b\"]"));
+        let array = match self.take_value(key) {
+            Ok(None) => return Ok(None),
+            Ok(Some(Value::Array(a))) => a,
+            _ => return Err(self.error(key, "must be a list of strings, like [\"a\", \"b\"]")),
         };
         let mut out = Vec::with_capacity(array.len());
-        for v in array.iter() {
-            match v.as_str() {
-                Some(s) => out.push(s),
-                None => return Err(self.error(key, "must be a list of strings")),
+        for v in array {
+            match v {
+                Value::Str(s) => out.push(s.as_str()),
+                _ => return Err(self.error(key, "must be a list of strings")),
             }
         }
         Ok(Some(out))
@@ -207,24 +199,29 @@ impl<'a> Fields<'a> {
     /// A sub-table `[prefix.key]`, if present.
     pub fn table(&mut self, key: &str) -> Result<Option<Fields<'a>>, FieldError> {
         let path = self.path(key);
+        let tree: &'a Tree = self.tree;
         match self.take(key) {
             None => Ok(None),
-            Some(item) => match item.as_table() {
-                Some(t) => Ok(Some(Fields::new(self.text, t, &path))),
+            Some(Item::Table(id)) => match tree.table(*id) {
+                Some(t) => Ok(Some(Fields::new(tree, t, &path))),
                 None => Err(self.error(key, format!("must be a table, written [{path}]"))),
             },
+            Some(_) => Err(self.error(key, format!("must be a table, written [{path}]"))),
         }
     }
 
     /// An array of tables `[[prefix.key]]`, possibly empty.
     pub fn tables(&mut self, key: &str) -> Result<Vec<Fields<'a>>, FieldError> {
         let path = self.path(key);
+        let tree: &'a Tree = self.tree;
         match self.take(key) {
             None => Ok(Vec::new()),
-            Some(item) => match item.as_array_of_tables() {
-                Some(a) => Ok(a.iter().map(|t| Fields::new(self.text, t, &path)).collect()),
-                None => Err(self.error(key, format!("must be written [[{path}]]"))),
-            },
+            Some(Item::Tables(ids)) => Ok(ids
+                .iter()
+                .filter_map(|&id| tree.table(id))
+                .map(|t| Fields::new(tree, t, &path))
+                .collect()),
+            Some(_) => Err(self.error(key, format!("must be written [[{path}]]"))),
         }
     }
 
@@ -240,9 +237,9 @@ impl<'a> Fields<'a> {
 
     /// Fails on the first key that was not taken: an unknown key is an error, never ignored.
     pub fn finish(&self) -> Result<(), FieldError> {
-        for (key, _) in self.table.iter() {
-            if !self.taken.iter().any(|t| t == key) {
-                return Err(self.error(key, "unknown key"));
+        for entry in &self.table.entries {
+            if !self.taken.contains(&entry.key) {
+                return Err(self.error(&entry.key, "unknown key"));
             }
         }
         Ok(())
