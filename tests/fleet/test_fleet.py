@@ -78,6 +78,41 @@ def test_enrolled_once_on_h1_logs_in_on_h2_and_h3_and_h3_lists_it(fleet):
     report_figure(f"enroll-once: h2 login {on_h2.elapsed:.2f}s, h3 login {on_h3.elapsed:.2f}s")
 
 
+def test_pamtester_on_two_hosts_the_code_works_once_fleet_wide(fleet):
+    """Debian's pamtester (not our driver) in two host namespaces, through their
+    /etc/pam.d services: the same code gets in on h2 and is refused on h3."""
+    import pexpect
+
+    from fleet_net import in_ns
+
+    user = fleet.user()
+    secret = fleet.h1.enroll(user)
+    right = code(secret)
+
+    def pamtester(host) -> tuple[int, str]:
+        argv = in_ns(host.ns, host.syslog.wrap(["pamtester", host.service, user.name, "authenticate"]))
+        child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=30)
+        try:
+            child.expect_exact("Password: ")
+            child.sendline(user.password)
+            child.expect_exact("Verification code: ")
+            child.sendline(right)
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        return child.exitstatus, child.before
+
+    status, out = pamtester(fleet.h2)
+    assert status == 0 and "successfully authenticated" in out, f"h2: {status} {out}"
+    status, out = pamtester(fleet.h3)
+    assert status != 0 and "successfully authenticated" not in out, (
+        f"h3 let the code h2 just used in again: {status} {out}"
+    )
+    reasons = [reason_of(line) for line in fleet.syslog.wait_about(user.name, 2)]
+    assert reasons == [REASON_OK, REASON_REPLAY], reasons
+    report_figure("pamtester: the same code -> h2 in, h3 refused as a replay")
+
+
 # ----------------------------------------------------------------------------------------------
 # Replay protection across hosts, under contention
 
