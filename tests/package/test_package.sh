@@ -148,6 +148,8 @@ check "pam_twofa.so is in the PAM module directory ($pamdir)" \
 check "pam directory is /lib/$multiarch/security" test "$pamdir" = "/lib/$multiarch/security"
 check "/usr/bin/twofa-enroll and /usr/lib/twofa/twofa-deliver" \
     test -x /usr/bin/twofa-enroll -a -x /usr/lib/twofa/twofa-deliver
+check "/usr/lib/twofa/twofa-store answers the store protocol (settings missing: a backend error)" \
+    sh -c "printf 'state x61 1 1\n' | /usr/lib/twofa/twofa-store serve --settings /nonexistent/store.toml | grep -q '^err backend '"
 check "/etc/twofa/twofa.toml is a conffile" \
     sh -c "dpkg-query -W -f='\${Conffiles}\n' twofa | grep -q '^ /etc/twofa/twofa.toml '"
 for page in man1/twofa-enroll.1 man5/twofa.toml.5 man8/pam_twofa.8; do

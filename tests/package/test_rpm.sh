@@ -15,7 +15,7 @@ if ! command -v rpmbuild >/dev/null; then
         exit 1
     fi
 fi
-cargo build --release --locked -q -p pam_twofa -p twofa-enroll -p twofa-deliver
+cargo build --release --locked -q -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store
 
 top=$(mktemp -d /tmp/twofa-rpm.XXXXXX)
 trap 'rm -rf "$top"' EXIT
@@ -37,6 +37,7 @@ expect "built $(basename "$rpm")" test -f "$rpm"
 expect "module in the PAM directory" has ' /usr/lib64/security/pam_twofa\.so$'
 expect "CLI" has '^-rwxr-xr-x .* /usr/bin/twofa-enroll$'
 expect "delivery program where the module runs it" has ' /usr/lib/twofa/twofa-deliver$'
+expect "fleet store helper where the module runs it" has '^-rwxr-xr-x .* /usr/lib/twofa/twofa-store$'
 expect "storage directories 0700 root" test "$(grep -cE '^drwx------ +[0-9]+ root +root .* /var/lib/twofa(/users|/state|/lock)?$' <<<"$list")" = 4
 expect "policy is a noreplace config file" sh -c "rpm -qpc '$rpm' | grep -qx /etc/twofa/twofa.toml \
     && rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags}\n]' '$rpm' | grep -q '^/etc/twofa/twofa.toml cn'"
