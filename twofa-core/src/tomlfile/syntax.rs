@@ -811,7 +811,7 @@ fn integer(token: &str) -> Result<i64, &'static str> {
     let plain: String = token.chars().filter(|&c| c != '_').collect();
     plain
         .parse()
-        .map_err(|_| "the number is out of range (at most 9223372036854775807 either side of 0)")
+        .map_err(|_| "the number is too large (at most 9223372036854775807 either side of 0)")
 }
 
 /// `s` as a TOML basic string, quotes included, that [`parse`] reads back as `s`: backslash
