@@ -62,7 +62,9 @@ impl Drop for Session {
             match self.child.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() >= until => break,
-                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                // It exits about 0.5 ms after its input ends: poll finely, not in 2 ms steps
+                // (measured: 1.5-2 ms per fleet login spent waiting here).
+                Ok(None) => std::thread::sleep(Duration::from_micros(100)),
             }
         }
         self.kill();
