@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p twofa-bench -- [--users 1000,10000] [--logins 2000] [--workers 1,2]
 //!     [--modules twofa,google,oath] [--load-iters 2000] [--no-sshd] [--no-probes]
-//!     [--markdown FILE] [--keep] [--smoke]
+//!     [--markdown FILE] [--keep] [--smoke] [--fleet] [--fleet-sessions 20]
 //! ```
 //!
 //! Every login is `pam_start_confdir` + `pam_authenticate` (a conversation that answers the
@@ -30,6 +30,12 @@
 //! `--smoke` (CI): 20 users, 50 logins, 1 worker, every installed module, right and wrong
 //! codes, module load; it fails if any login gets an unexpected PAM result, and asserts no
 //! timing.
+//!
+//! `--fleet` adds pam_twofa with the fleet store (PostgreSQL direct and through PgBouncer,
+//! started by the bench: see `fleet.rs`), in the same rounds as the file rows. It is off
+//! unless asked for, `--smoke` included: it needs PostgreSQL 15, PgBouncer and release builds
+//! of twofa-store and twofa-enroll. `--smoke --fleet` is the fleet's smoke (same sizes, direct
+//! and session pool, strict).
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::fmt::Write as _;
@@ -42,6 +48,8 @@ use std::ptr;
 
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
+
+mod fleet;
 
 // ---------------------------------------------------------------------------------------------
 // libpam FFI (Linux-PAM's <security/_pam_types.h>), as in tests/driver.
@@ -1140,11 +1148,15 @@ struct Options {
     smoke: bool,
     rounds: usize,
     markdown: Option<PathBuf>,
+    /// `--fleet`: the fleet store rows (see fleet.rs).
+    fleet: bool,
+    /// Helper sessions per route for the fleet's cost split.
+    fleet_sessions: usize,
 }
 
 const USAGE: &str = "usage: twofa-bench [--users 1000,10000] [--logins 2000] [--workers 1,2] \
 [--modules twofa,google,oath] [--rounds 3] [--load-iters 2000] [--sshd-logins 10] [--no-sshd] [--no-probes] \
-[--markdown FILE] [--keep] [--smoke]";
+[--markdown FILE] [--keep] [--smoke] [--fleet] [--fleet-sessions 20]";
 
 fn list(v: &str) -> Result<Vec<usize>, String> {
     v.split(',')
@@ -1170,6 +1182,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         smoke: false,
         rounds: 3,
         markdown: None,
+        fleet: false,
+        fleet_sessions: 20,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -1197,6 +1211,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--keep" => o.keep = true,
             "--markdown" => o.markdown = Some(PathBuf::from(value()?)),
             "--smoke" => o.smoke = true,
+            "--fleet" => o.fleet = true,
+            "--fleet-sessions" => {
+                o.fleet_sessions = list(&value()?)?.first().copied().unwrap_or(0).max(1)
+            }
             "-h" | "--help" => return Err(String::new()),
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -1209,6 +1227,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         o.load_iters = 50;
         o.sshd = false;
         o.probes = false;
+        o.fleet_sessions = 3;
     }
     if o.users
         .iter()
@@ -1394,6 +1413,20 @@ fn run_all(o: &Options) -> Result<(), String> {
     if modules.is_empty() {
         return Err("no module to measure".into());
     }
+    if o.fleet && !modules.iter().any(|(m, _)| *m == Module::Twofa) {
+        return Err("--fleet measures pam_twofa: it must be built and in --modules".into());
+    }
+    // Declared after `_cleanup`, so dropped before it: the servers stop before their
+    // directory is removed and /etc unmounted.
+    let mut fleet = if o.fleet {
+        Some(fleet::Fleet::start(&base)?)
+    } else {
+        None
+    };
+    let mut fleet_report = fleet.as_ref().map(|f| fleet::FleetReport {
+        setup: f.setup.clone(),
+        ..fleet::FleetReport::default()
+    });
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let bench = Bench {
         exe,
@@ -1429,6 +1462,9 @@ fn run_all(o: &Options) -> Result<(), String> {
             "== {users} users set up in {:.1} s",
             t.elapsed().as_secs_f64()
         );
+        if let (Some(f), Some(r)) = (fleet.as_mut(), fleet_report.as_mut()) {
+            r.imports.push((users, f.prepare_world(&world)?));
+        }
         let logins = o.logins.min(users);
         for round in 1..=o.rounds {
             eprintln!("   -- round {round}/{}", o.rounds);
@@ -1440,12 +1476,22 @@ fn run_all(o: &Options) -> Result<(), String> {
                         .iter()
                         .map(|(m, _)| (m.name().to_string(), m.service())),
                 );
+                if fleet.is_some() {
+                    services.extend(
+                        fleet::Route::logins(o.smoke)
+                            .into_iter()
+                            .map(|r| (r.row().to_string(), r.service())),
+                    );
+                }
                 for (name, service) in services {
                     let mode = if service == "bench-floor" {
                         Mode::Floor
                     } else {
                         Mode::Right
                     };
+                    if let (Some(f), true) = (fleet.as_mut(), fleet::is_fleet_row(&name)) {
+                        f.reset(&world, Some(logins))?;
+                    }
                     let s = bench.run(&RunSpec {
                         world: &world,
                         service,
@@ -1457,6 +1503,11 @@ fn run_all(o: &Options) -> Result<(), String> {
                     "   {name:<26} users {users:>6} workers {workers}: {:>8.0} logins/s  p50 {:>8.0} us  p99 {:>8.0} us",
                     s.rate, s.p50_us, s.p99_us
                 );
+                    if let (Some(f), true) = (fleet.as_mut(), s.refused > 0) {
+                        if let Some(why) = f.diagnose(&world, service) {
+                            eprintln!("   !! {name}: one helper session for a refused login's sequence: {why}");
+                        }
+                    }
                     report.logins.push((name, users, workers, s));
                 }
             }
@@ -1503,6 +1554,16 @@ fn run_all(o: &Options) -> Result<(), String> {
             );
             report.load.push((name, s));
         }
+        if let (Some(f), Some(r)) = (fleet.as_mut(), fleet_report.as_mut()) {
+            r.split_users = users;
+            r.split = f.split(&world, o.fleet_sessions)?;
+            if !o.smoke {
+                r.transaction = f.transaction_pool(&world)?;
+                for line in &r.transaction {
+                    eprintln!("   fleet transaction pool: {line}");
+                }
+            }
+        }
         if o.probes {
             let mut probes: Vec<(String, &str, Mode)> =
                 vec![("floor".into(), "bench-floor", Mode::Floor)];
@@ -1538,6 +1599,7 @@ fn run_all(o: &Options) -> Result<(), String> {
         report.sizes.push((m.name().to_string(), so_size(p)));
     }
     report.aggregate();
+    report.fleet = fleet_report;
     let md = report.markdown(o, &modules);
     println!("{md}");
     if let Some(path) = &o.markdown {
@@ -1644,6 +1706,8 @@ struct Report {
     probes: Vec<(String, PerLogin)>,
     sshd: Vec<(String, Vec<f64>)>,
     sizes: Vec<(String, u64)>,
+    /// `--fleet`: what the fleet part found beside its login rows (which are in `logins`).
+    fleet: Option<fleet::FleetReport>,
 }
 
 impl Report {
@@ -1719,7 +1783,9 @@ impl Report {
             let _ = write!(s, "---:|---:|");
         }
         let _ = writeln!(s);
-        for (name, users, workers, st) in &self.logins {
+        // The fleet rows have their own table (fleet::markdown), beside the file rows.
+        for (name, users, workers, st) in self.logins.iter().filter(|r| !fleet::is_fleet_row(&r.0))
+        {
             let _ = write!(
                 s,
                 "| {name} | {users} | {workers} | {} ({}) | {:.0} | {:.0} | {:.0} | {:.1} |",
@@ -1834,6 +1900,9 @@ impl Report {
             for line in self.targets(o, &peers) {
                 let _ = writeln!(s, "- {line}");
             }
+        }
+        if let Some(f) = &self.fleet {
+            fleet::markdown(&mut s, f, &self.logins);
         }
         s
     }
