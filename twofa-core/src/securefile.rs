@@ -266,7 +266,9 @@ impl SecureDir {
         Ok(Some(d))
     }
 
-    fn check(&self) -> Result<(), FileError> {
+    /// Checks the opened directory (one fstat): a directory of root's, not writable by group
+    /// or others. Returns its mode for stricter callers.
+    fn check(&self) -> Result<u32, FileError> {
         let meta = self.dir.metadata().map_err(|e| io_err(&self.path, e))?;
         if !meta.is_dir() {
             return Err(FileError::WrongType(self.path.clone(), "directory"));
@@ -277,7 +279,7 @@ impl SecureDir {
         if meta.mode() & 0o022 != 0 {
             return Err(FileError::Mode(self.path.clone(), meta.mode()));
         }
-        Ok(())
+        Ok(meta.mode())
     }
 
     /// The directory's path, for messages.
@@ -318,8 +320,7 @@ impl SecureDir {
             dir: File::from(fd),
             path,
         };
-        d.check()?;
-        let mode = d.dir.metadata().map_err(|e| io_err(&d.path, e))?.mode();
+        let mode = d.check()?;
         if mode & 0o077 != 0 {
             return Err(FileError::Mode(d.path.clone(), mode));
         }

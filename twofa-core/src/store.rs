@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
@@ -146,21 +147,38 @@ pub trait Store {
 /// <dir>/lock/<account>           empty; flock'ed around every read-modify-write
 /// <dir>/disabled/<account>.<unix time>.toml   enrollments removed by `disable`
 /// ```
-#[derive(Debug, Clone)]
+///
+/// The directories are opened (and their owner and mode checked) once per `FileStore` and
+/// then reached by descriptor: a login makes four store calls, and opening the root and a
+/// subdirectory for each was a sixth of its system calls. A `FileStore` lives for one login or
+/// one command, so a directory an admin moves meanwhile is seen by the next one.
+#[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    /// The root and the subdirectories opened so far, in [`SUBDIRS`] order after the root.
+    opened: [OnceLock<SecureDir>; 1 + SUBDIRS.len()],
+}
+
+impl Clone for FileStore {
+    /// A store at the same directory, which opens its directories afresh.
+    fn clone(&self) -> Self {
+        FileStore::new(&self.dir)
+    }
 }
 
 const USERS: &str = "users";
 const STATE: &str = "state";
 const LOCK: &str = "lock";
 const DISABLED: &str = "disabled";
+/// The subdirectories whose descriptors a [`FileStore`] keeps.
+const SUBDIRS: [&str; 4] = [USERS, STATE, LOCK, DISABLED];
 
 impl FileStore {
     /// A store rooted at `dir` (nothing is touched until an operation runs).
     pub fn new(dir: &Path) -> FileStore {
         FileStore {
             dir: dir.to_path_buf(),
+            opened: Default::default(),
         }
     }
 
@@ -169,14 +187,34 @@ impl FileStore {
         &self.dir
     }
 
-    fn sub(&self, name: &str, create: bool) -> Result<Option<SecureDir>, StoreError> {
-        let Some(root) = SecureDir::open(&self.dir, create)? else {
-            return Ok(None);
+    /// The subdirectory `name` (one of [`SUBDIRS`]), opened and checked at its first use;
+    /// `Ok(None)`: it (or the root) does not exist and `create` is false. Only a directory
+    /// that was found is kept, so a later call with `create` still makes a missing one.
+    fn sub(&self, name: &str, create: bool) -> Result<Option<&SecureDir>, StoreError> {
+        let Some(slot) = SUBDIRS.iter().position(|s| *s == name) else {
+            return Err(StoreError::File(FileError::WrongType(
+                self.dir.join(name),
+                "store directory",
+            )));
         };
-        Ok(root.subdir(name, create)?)
+        let cell = &self.opened[1 + slot];
+        if let Some(d) = cell.get() {
+            return Ok(Some(d));
+        }
+        let root = match self.opened[0].get() {
+            Some(r) => r,
+            None => match SecureDir::open(&self.dir, create)? {
+                Some(r) => self.opened[0].get_or_init(|| r),
+                None => return Ok(None),
+            },
+        };
+        Ok(match root.subdir(name, create)? {
+            Some(d) => Some(cell.get_or_init(|| d)),
+            None => None,
+        })
     }
 
-    fn sub_created(&self, name: &str) -> Result<SecureDir, StoreError> {
+    fn sub_created(&self, name: &str) -> Result<&SecureDir, StoreError> {
         self.sub(name, true)?
             .ok_or_else(|| StoreError::File(FileError::WrongType(self.dir.join(name), "directory")))
     }
@@ -212,7 +250,7 @@ impl FileStore {
         change: impl FnOnce(&mut UserState) -> T,
     ) -> Result<T, StoreError> {
         let state_dir = self.sub_created(STATE)?;
-        let mut state = self.read_state(&state_dir, account)?;
+        let mut state = self.read_state(state_dir, account)?;
         let before = state.clone();
         let out = change(&mut state);
         if state != before {
@@ -293,7 +331,7 @@ impl Store for FileStore {
             return Ok(None);
         }
         let backup = format!("{}.{now}.toml", account.file_stem());
-        if users.move_to(&name, &disabled, &backup)? {
+        if users.move_to(&name, disabled, &backup)? {
             Ok(Some(disabled.path().join(backup).display().to_string()))
         } else {
             Ok(None)
@@ -303,7 +341,7 @@ impl Store for FileStore {
     fn state(&self, account: &Account) -> Result<UserState, StoreError> {
         match self.sub(STATE, false)? {
             None => Ok(UserState::default()),
-            Some(dir) => self.read_state(&dir, account),
+            Some(dir) => self.read_state(dir, account),
         }
     }
 
