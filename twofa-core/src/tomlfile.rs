@@ -81,7 +81,9 @@ pub struct Fields<'a> {
     tree: &'a Tree,
     table: &'a Table,
     prefix: String,
-    taken: Vec<String>,
+    /// Which of the table's entries were taken, by position (a key that is absent needs no
+    /// record: a login's policy file takes dozens of keys and has few).
+    taken: Vec<bool>,
 }
 
 impl<'a> Fields<'a> {
@@ -90,7 +92,7 @@ impl<'a> Fields<'a> {
             tree,
             table,
             prefix: prefix.to_string(),
-            taken: Vec::new(),
+            taken: vec![false; table.entries.len()],
         }
     }
 
@@ -118,9 +120,12 @@ impl<'a> Fields<'a> {
     }
 
     fn take(&mut self, key: &str) -> Option<&'a Item> {
-        self.taken.push(key.to_string());
         let table: &'a Table = self.table;
-        table.get(key).map(|e| &e.item)
+        let at = table.position(key)?;
+        if let Some(t) = self.taken.get_mut(at) {
+            *t = true;
+        }
+        table.entries.get(at).map(|e| &e.item)
     }
 
     /// Takes `key` if it holds a plain value; `Err(())` if it holds a table.
@@ -198,30 +203,34 @@ impl<'a> Fields<'a> {
 
     /// A sub-table `[prefix.key]`, if present.
     pub fn table(&mut self, key: &str) -> Result<Option<Fields<'a>>, FieldError> {
-        let path = self.path(key);
         let tree: &'a Tree = self.tree;
-        match self.take(key) {
-            None => Ok(None),
-            Some(Item::Table(id)) => match tree.table(*id) {
+        let Some(item) = self.take(key) else {
+            return Ok(None);
+        };
+        let path = self.path(key);
+        match item {
+            Item::Table(id) => match tree.table(*id) {
                 Some(t) => Ok(Some(Fields::new(tree, t, &path))),
                 None => Err(self.error(key, format!("must be a table, written [{path}]"))),
             },
-            Some(_) => Err(self.error(key, format!("must be a table, written [{path}]"))),
+            _ => Err(self.error(key, format!("must be a table, written [{path}]"))),
         }
     }
 
     /// An array of tables `[[prefix.key]]`, possibly empty.
     pub fn tables(&mut self, key: &str) -> Result<Vec<Fields<'a>>, FieldError> {
-        let path = self.path(key);
         let tree: &'a Tree = self.tree;
-        match self.take(key) {
-            None => Ok(Vec::new()),
-            Some(Item::Tables(ids)) => Ok(ids
+        let Some(item) = self.take(key) else {
+            return Ok(Vec::new());
+        };
+        let path = self.path(key);
+        match item {
+            Item::Tables(ids) => Ok(ids
                 .iter()
                 .filter_map(|&id| tree.table(id))
                 .map(|t| Fields::new(tree, t, &path))
                 .collect()),
-            Some(_) => Err(self.error(key, format!("must be written [[{path}]]"))),
+            _ => Err(self.error(key, format!("must be written [[{path}]]"))),
         }
     }
 
@@ -229,7 +238,7 @@ impl<'a> Fields<'a> {
     pub fn not_supported_yet(&mut self, key: &str) -> Result<(), FieldError> {
         if self.has(key) {
             let err = self.error(key, "not supported yet by this version of twofa");
-            self.taken.push(key.to_string());
+            let _ = self.take(key);
             return Err(err);
         }
         Ok(())
@@ -237,8 +246,8 @@ impl<'a> Fields<'a> {
 
     /// Fails on the first key that was not taken: an unknown key is an error, never ignored.
     pub fn finish(&self) -> Result<(), FieldError> {
-        for entry in &self.table.entries {
-            if !self.taken.contains(&entry.key) {
+        for (entry, taken) in self.table.entries.iter().zip(&self.taken) {
+            if !taken {
                 return Err(self.error(&entry.key, "unknown key"));
             }
         }

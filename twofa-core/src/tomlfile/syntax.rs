@@ -94,6 +94,11 @@ impl Table {
         self.index.get(key).and_then(|&i| self.entries.get(i))
     }
 
+    /// Where `key`'s entry stands in [`Table::entries`], if it is there.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
     fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
         let i = *self.index.get(key)?;
         self.entries.get_mut(i)
