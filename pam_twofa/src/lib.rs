@@ -55,7 +55,14 @@ pam::pam_hooks!(TwoFa);
 
 impl PamHooks for TwoFa {
     fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
-        guarded(pamh, |pamh| authenticate(pamh, &args, flags))
+        guarded(pamh, |pamh| {
+            #[cfg(feature = "panic-probe")]
+            #[allow(clippy::panic)] // the point of the test-only feature
+            if args.iter().any(|a| a.to_bytes() == b"debug_panic") {
+                panic!("debug_panic: a panic on request (feature panic-probe)");
+            }
+            authenticate(pamh, &args, flags)
+        })
     }
 
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
