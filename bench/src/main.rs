@@ -15,10 +15,16 @@
 //! users file); rate limiting (twofa `max_failures`; google-authenticator `RATE_LIMIT`; pam_oath
 //! has none); state on disk.
 //!
+//! Beside the modules, every round runs two floors: pam_permit plus one durable write by the
+//! bench, and the same plus one getpwnam_r of the user (what resolving the PAM user costs).
+//! Targets that compare two rows take their ratio within each round. Module load is measured
+//! in the worker (pam_start + pam_end) and in a C program (`cload.c`: dlopen + dlclose), which
+//! unlike this Rust program has no libgcc_s loaded, like sshd.
+//!
 //! Users: twofa looks accounts up with getpwnam, so the enrolled users must exist. The bench
 //! never edits /etc/passwd: it enters a private mount namespace (unshare(CLONE_NEWNS), `/` made
-//! private) and bind-mounts its own copies of /etc/passwd and /etc/shadow (the system's lines
-//! plus `twofa-e2e-bNNNNN`) over them. Only the bench and its children see the users; nothing
+//! private) and mounts an overlayfs on /etc whose upper layer holds its own /etc/passwd and
+//! /etc/shadow (the system's lines plus `twofa-e2e-bNNNNN`). Only the bench and its children see the users; nothing
 //! needs removing afterwards but the temporary directory.
 //!
 //! Concurrency: N workers are N processes (this program re-run with `--worker`), released
