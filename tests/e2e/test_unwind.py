@@ -15,6 +15,7 @@ a panic at the PAM entry point, so these tests check both halves on the real thi
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -33,8 +34,21 @@ def needed_libraries(path: Path) -> list[str]:
     return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
 
 
+def module_file(module: Path) -> Path:
+    """The file of the module under test: TWOFA_MODULE as given, or for a bare name (the
+    installed package's ``pam_twofa.so``) the file libpam loads, from its security directory."""
+    if module.is_absolute():
+        return module
+    for pattern in ("/lib/*/security", "/usr/lib/*/security", "/lib/security", "/usr/lib/security", "/lib64/security"):
+        for directory in sorted(glob.glob(pattern)):
+            candidate = Path(directory) / module
+            if candidate.is_file():
+                return candidate
+    raise AssertionError(f"{module} is in no PAM module directory")
+
+
 def test_the_module_does_not_depend_on_libgcc_s():
-    needed = needed_libraries(MODULE)
+    needed = needed_libraries(module_file(MODULE))
     assert "libc.so.6" in needed, needed  # the parse found the entries at all
     assert not [n for n in needed if n.startswith("libgcc_s")], needed
 
@@ -68,21 +82,27 @@ def panic_probe_module() -> Path:
     return module
 
 
-def test_a_panic_in_the_module_is_caught_and_denied_in_a_c_program(
-    panic_probe_module, make_user, twofa, syslog
-):
+def pamtester_with(module: Path, make_user, twofa) -> subprocess.CompletedProcess:
+    """pamtester's `authenticate` of a new user through a service whose auth line is
+    ``module debug_panic``."""
     user = make_user()
     service = twofa.pam_service(
-        f"auth required {panic_probe_module} debug_panic\n"
+        f"auth required {module} debug_panic\n"
         "account required pam_permit.so\n"
         "session required pam_permit.so\n"
     )
-    proc = subprocess.run(
+    return subprocess.run(
         ["pamtester", service, user.name, "authenticate"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
+
+
+def test_a_panic_in_the_module_is_caught_and_denied_in_a_c_program(
+    panic_probe_module, make_user, twofa, syslog
+):
+    proc = pamtester_with(panic_probe_module, make_user, twofa)
     # Killed by a signal would be a negative return code (an abort: the panic escaped).
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     assert "Authentication failure" in proc.stderr + proc.stdout, (proc.stdout, proc.stderr)
@@ -93,18 +113,7 @@ def test_a_panic_in_the_module_is_caught_and_denied_in_a_c_program(
 
 def test_without_the_feature_debug_panic_is_an_unknown_argument(make_user, twofa, syslog):
     # The packaged module has no panic switch: the argument is refused like any typo.
-    user = make_user()
-    service = twofa.pam_service(
-        f"auth required {MODULE} debug_panic\n"
-        "account required pam_permit.so\n"
-        "session required pam_permit.so\n"
-    )
-    proc = subprocess.run(
-        ["pamtester", service, user.name, "authenticate"],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    proc = pamtester_with(MODULE, make_user, twofa)
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     line = syslog.wait_for(r"pam_twofa\(twofa-e2e-[0-9a-f]+:auth\)")
     assert "debug_panic" in line and "caught panic" not in line, line
