@@ -187,9 +187,32 @@ fn dir_open_error(dir: &File, name: &std::ffi::OsStr, path: &Path, e: Errno) -> 
     open_error(path, e)
 }
 
+/// How many times a read is tried when the file it opened was replaced before it was checked.
+const REPLACED_TRIES: usize = 8;
+
+/// Runs `read` again while it finds its file replaced under it: a file opened just before a
+/// writer renamed a new one over its name has no link left (`nlink` 0) when fstat looks, and
+/// refusing it would fail a login for a write that went as designed (the state file is read
+/// without the lock before the prompt, while other logins of the account write it; an admin's
+/// tool may rename a new policy into place). Opening the name again finds the new file. Zero
+/// links on every try, or two links or more, are refused as before.
+fn retry_replaced<T>(mut read: impl FnMut() -> Result<T, FileError>) -> Result<T, FileError> {
+    let mut tries = 1;
+    loop {
+        match read() {
+            Err(FileError::HardLinked(_, 0)) if tries < REPLACED_TRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Reads a file by absolute path (the policy file): `O_NOFOLLOW`, then the opened file checked.
 /// `Ok(None)` when it does not exist.
 pub fn read_file(path: &Path, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
+    retry_replaced(|| read_file_once(path, rules))
+}
+
+fn read_file_once(path: &Path, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
     let opened = File::options()
         .read(true)
         .custom_flags(libc_flags(
@@ -327,8 +350,13 @@ impl SecureDir {
         Ok(Some(d))
     }
 
-    /// Reads `name` under `rules`; `Ok(None)` when it does not exist.
+    /// Reads `name` under `rules`; `Ok(None)` when it does not exist. A file replaced by a
+    /// writer between open and fstat is read again ([`retry_replaced`]).
     pub fn read(&self, name: &str, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
+        retry_replaced(|| self.read_once(name, rules))
+    }
+
+    fn read_once(&self, name: &str, rules: &Rules) -> Result<Option<Zeroizing<String>>, FileError> {
         let path = self.child(name);
         let flags = OFlag::O_RDONLY
             | OFlag::O_NOFOLLOW
@@ -600,6 +628,51 @@ mod tests {
 
     fn is_root() -> bool {
         nix::unistd::geteuid().is_root()
+    }
+
+    #[test]
+    fn a_file_replaced_while_being_read_is_read_again_not_refused() -> Result<(), FileError> {
+        if !is_root() {
+            return Ok(());
+        }
+        // One thread keeps renaming new versions over the name, as logins of one account do
+        // while another login reads the state without the lock. Before reads were retried,
+        // a read that opened a version just before it was replaced was refused ("0 hard
+        // links") within a few thousand reads.
+        let p = tempdir();
+        let dir = SecureDir::open(&p, false)?.ok_or(FileError::WrongType(p.clone(), "dir"))?;
+        dir.write_atomic("s.toml", b"version = 1\n")?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (p, stop) = (p.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<(), FileError> {
+                let dir =
+                    SecureDir::open(&p, false)?.ok_or(FileError::WrongType(p.clone(), "dir"))?;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    dir.write_atomic("s.toml", b"version = 1\n")?;
+                }
+                Ok(())
+            })
+        };
+        let mut result = Ok(());
+        for _ in 0..3000 {
+            match dir.read("s.toml", &Rules::SECRET) {
+                Ok(Some(text)) if text.as_str() == "version = 1\n" => {}
+                Ok(other) => {
+                    result = Err(FileError::NotText(p.join(format!("{:?}", other.is_some()))));
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.join().unwrap_or(Ok(()));
+        std::fs::remove_dir_all(&p).ok();
+        written?;
+        result
     }
 
     #[test]
