@@ -322,28 +322,7 @@ fn build_bins() -> Result<(), String> {
     {
         return Ok(());
     }
-    let Some(cargo) = std::env::var_os("CARGO") else {
-        return Ok(());
-    };
-    eprintln!("== cargo build --release -p twofa-store -p twofa-enroll");
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "twofa-store",
-            "-p",
-            "twofa-enroll",
-            "--locked",
-        ])
-        .current_dir(repo_root())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err("cargo build --release -p twofa-store -p twofa-enroll failed".into())
-    }
+    crate::cargo_build_release(&["twofa-store", "twofa-enroll"])
 }
 
 fn copy_bins(dir: &Path) -> Result<Bins, String> {

@@ -990,6 +990,21 @@ struct Stats {
     p99_us: f64,
 }
 
+impl Stats {
+    /// Several rounds of one row as one: logins and refusals summed, and the median round of
+    /// rate, p50 and p99 (each separately).
+    fn median_of(runs: &[&Stats]) -> Stats {
+        let med = |f: fn(&Stats) -> f64| median(&runs.iter().map(|s| f(s)).collect::<Vec<_>>());
+        Stats {
+            logins: runs.iter().map(|s| s.logins).sum(),
+            refused: runs.iter().map(|s| s.refused).sum(),
+            rate: med(|s| s.rate),
+            p50_us: med(|s| s.p50_us),
+            p99_us: med(|s| s.p99_us),
+        }
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -1460,19 +1475,30 @@ fn build_module() -> Result<(), String> {
     if std::env::var_os("TWOFA_MODULE").is_some() {
         return Ok(());
     }
+    cargo_build_release(&["pam_twofa"])
+}
+
+/// `cargo build --release --locked -p P...` when run through cargo (`cargo run` sets $CARGO);
+/// nothing otherwise (the binaries are then whatever the environment names).
+pub(crate) fn cargo_build_release(packages: &[&str]) -> Result<(), String> {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return Ok(());
     };
-    eprintln!("== cargo build --release -p pam_twofa");
-    let st = Command::new(cargo)
-        .args(["build", "--release", "-p", "pam_twofa", "--locked"])
+    let shown: Vec<String> = packages.iter().map(|p| format!("-p {p}")).collect();
+    eprintln!("== cargo build --release {}", shown.join(" "));
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--locked"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let st = cmd
         .current_dir(repo_root())
         .status()
         .map_err(|e| format!("cargo build: {e}"))?;
     if st.success() {
         Ok(())
     } else {
-        Err("cargo build --release -p pam_twofa failed".into())
+        Err(format!("cargo build --release {} failed", shown.join(" ")))
     }
 }
 
@@ -1869,19 +1895,7 @@ impl Report {
                 .filter(|r| r.0 == n && r.1 == u && r.2 == w)
                 .map(|r| &r.3)
                 .collect();
-            let med = |f: fn(&Stats) -> f64| median(&runs.iter().map(|s| f(s)).collect::<Vec<_>>());
-            out.push((
-                n,
-                u,
-                w,
-                Stats {
-                    logins: runs.iter().map(|s| s.logins).sum(),
-                    refused: runs.iter().map(|s| s.refused).sum(),
-                    rate: med(|s| s.rate),
-                    p50_us: med(|s| s.p50_us),
-                    p99_us: med(|s| s.p99_us),
-                },
-            ));
+            out.push((n, u, w, Stats::median_of(&runs)));
         }
         self.logins = out;
         let mut wrong: Vec<(String, Stats)> = Vec::new();
@@ -1895,17 +1909,7 @@ impl Report {
                 .filter(|r| r.0 == *n)
                 .map(|r| &r.1)
                 .collect();
-            let med = |f: fn(&Stats) -> f64| median(&runs.iter().map(|s| f(s)).collect::<Vec<_>>());
-            wrong.push((
-                n.clone(),
-                Stats {
-                    logins: runs.iter().map(|s| s.logins).sum(),
-                    refused: runs.iter().map(|s| s.refused).sum(),
-                    rate: med(|s| s.rate),
-                    p50_us: med(|s| s.p50_us),
-                    p99_us: med(|s| s.p99_us),
-                },
-            ));
+            wrong.push((n.clone(), Stats::median_of(&runs)));
         }
         self.wrong = wrong;
     }
