@@ -28,8 +28,8 @@ use crate::config::{Config, OnStoreError, StoreKind};
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::state::{
-    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome,
-    StepOutcome, UserState,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
+    SendOutcome, StepOutcome, UserState,
 };
 use crate::store::{FileStore, Store, StoreError};
 use crate::wire::{self, Reply, Request};
@@ -356,6 +356,15 @@ impl Store for HelperStore {
         .step()
     }
 
+    fn spend_confirmation(
+        &self,
+        account: &Account,
+        confirmed: Confirmation,
+    ) -> Result<StepOutcome, StoreError> {
+        self.call(&Request::SpendConfirmation(account.clone(), confirmed))?
+            .step()
+    }
+
     fn remember_host(
         &self,
         account: &Account,
@@ -559,6 +568,13 @@ impl Store for Configured {
         now: u64,
     ) -> Result<StepOutcome, StoreError> {
         self.with(|s| s.accept_hotp(account, counter, enrolled_counter, now))
+    }
+    fn spend_confirmation(
+        &self,
+        account: &Account,
+        confirmed: Confirmation,
+    ) -> Result<StepOutcome, StoreError> {
+        self.with(|s| s.spend_confirmation(account, confirmed))
     }
     fn remember_host(
         &self,

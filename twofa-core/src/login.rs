@@ -19,8 +19,8 @@ use crate::qr;
 use crate::recovery;
 use crate::secret::Secret;
 use crate::store::{
-    Challenge, ChallengeOutcome, FailureOutcome, RecoveryOutcome, SendOutcome, StepOutcome, Store,
-    StoreError,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, RecoveryOutcome, SendOutcome,
+    StepOutcome, Store, StoreError,
 };
 use crate::uri;
 
@@ -224,6 +224,25 @@ fn exemption_of(
     };
     Ok(policy::exemption(config, service, &groups))
 }
+
+/// What a user who typed a TOTP code already used is told, after a verified password: most
+/// often the code that just confirmed an enrollment, typed again within the same 30 s.
+pub const REPLAYED_TOTP_MESSAGE: &str =
+    "That code was already used; wait for the next code from your app, then try again.";
+
+/// What a user who typed an HOTP code already used is told, after a verified password.
+pub const REPLAYED_HOTP_MESSAGE: &str =
+    "That code was already used; press your token for a new one, then try again.";
+
+/// What a user who typed a used recovery code is told, after a verified password.
+pub const REPLAYED_RECOVERY_MESSAGE: &str =
+    "That recovery code was already used; each one works once.";
+
+/// The log detail of an empty answer, which is refused but not counted.
+const NO_CODE_DETAIL: &str = "no code typed; not counted toward lockout";
+
+/// What a user reads once their self-enrollment is saved: the confirming code is spent.
+pub const SELF_ENROLLED_MESSAGE: &str = "You are enrolled. The code you just typed is now used up: at your next login, use the next code from your app.";
 
 /// What a user is told when the fleet store can't be reached: not their fault, not their code.
 pub const STORE_UNAVAILABLE_MESSAGE: &str =
@@ -741,7 +760,10 @@ fn verify(
             Ok(StepOutcome::Replayed) if watermark_ahead(config, enrollment, &state, req.now) => {
                 Reason::WatermarkAhead
             }
-            Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
+            Ok(StepOutcome::Replayed) => {
+                conv.show_error(REPLAYED_TOTP_MESSAGE);
+                Reason::ReplayedCode
+            }
             // Locked by a parallel login meanwhile: refused, not counted.
             Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
             Err(e) => return store_failed(event, e, Reason::StateError),
@@ -751,7 +773,10 @@ fn verify(
             let start = enrollment.hotp().map_or(0, |h| h.counter);
             match store.accept_hotp(account, counter, start, req.now) {
                 Ok(StepOutcome::Accepted) => return success(&checked, conv, event, None),
-                Ok(StepOutcome::Replayed) => Reason::ReplayedCode,
+                Ok(StepOutcome::Replayed) => {
+                    conv.show_error(REPLAYED_HOTP_MESSAGE);
+                    Reason::ReplayedCode
+                }
                 Ok(StepOutcome::Locked(until)) => return locked(conv, event, until),
                 Err(e) => return store_failed(event, e, Reason::StateError),
             }
@@ -776,7 +801,10 @@ fn verify(
                     let detail = Some(format!("{left} recovery codes left"));
                     return success(&checked, conv, event, detail);
                 }
-                Ok(RecoveryOutcome::AlreadyUsed) => Reason::ReplayedCode,
+                Ok(RecoveryOutcome::AlreadyUsed) => {
+                    conv.show_error(REPLAYED_RECOVERY_MESSAGE);
+                    Reason::ReplayedCode
+                }
                 Ok(RecoveryOutcome::Locked(until)) => return locked(conv, event, until),
                 Err(e) => return store_failed(event, e, Reason::StateError),
             }
@@ -801,9 +829,14 @@ fn verify(
             }
         }
     };
+    // In a one-field login the code is the end of what was typed: a field too short to hold
+    // one is a wrong code (a guess), never an empty answer.
+    let mut reason = match (reason, &req.code) {
+        (Reason::NoCode, CodeSource::Field(Some(_))) => Reason::WrongCode,
+        (r, _) => r,
+    };
     // The code could not be sent and nothing else was typed right: the send failure is what
-    // happened (logged with the program's reason). An empty answer is not a guess: not counted.
-    let mut reason = reason;
+    // happened (logged with the program's reason).
     let mut prefix = String::new();
     if let Some((send_reason, send_detail)) = &send_failure {
         if matches!(reason, Reason::WrongCode | Reason::NoCode) {
@@ -813,11 +846,22 @@ fn verify(
                     event,
                     Outcome::Deny,
                     *send_reason,
-                    Some(format!("{prefix}no code typed")),
+                    Some(format!("{prefix}{NO_CODE_DETAIL}")),
                 );
             }
             reason = *send_reason;
         }
+    }
+    // An empty answer is not a guess (an ssh client without a terminal answers every prompt
+    // with an empty line): refused, but not counted toward lockout, or a misconfigured script
+    // would lock its user out.
+    if reason == Reason::NoCode {
+        return decide(
+            event,
+            Outcome::Deny,
+            Reason::NoCode,
+            Some(NO_CODE_DETAIL.to_string()),
+        );
     }
     // A failure is on disk before the module returns; if it can't be, still deny.
     let detail = match store.record_failure(account, req.now, &config.lockout) {
@@ -946,10 +990,15 @@ fn self_enroll(
     if let Err(e) = store.put_enrollment(account, &enrollment, false) {
         return store_failed(event, e, Reason::EnrollmentError);
     }
-    // The confirmation code is spent.
-    let _ = store.accept_step(account, step, req.now);
-    conv.show_info("You are enrolled: from now on a verification code is asked at login.");
-    decide(event, Outcome::Success, Reason::Enrolled, None)
+    // The confirmation code is spent (a login within the same 30 s needs the next code), but
+    // it is the enrollment, not a login: `status` keeps the two apart.
+    let detail = match store.spend_confirmation(account, Confirmation::Totp(step)) {
+        Ok(_) => None,
+        Err(e) => Some(format!("confirmation code not marked used: {e}")),
+    };
+    // A notice, not advisory: sudo sets PAM_SILENT, and this says what the next login needs.
+    conv.show_notice(SELF_ENROLLED_MESSAGE);
+    decide(event, Outcome::Success, Reason::Enrolled, detail)
 }
 
 #[cfg(test)]
@@ -1049,6 +1098,13 @@ mod tests {
             now: u64,
         ) -> Result<StepOutcome, StoreError> {
             self.with_state(a, |s| s.accept_hotp(c, start, now))
+        }
+        fn spend_confirmation(
+            &self,
+            a: &Account,
+            c: Confirmation,
+        ) -> Result<StepOutcome, StoreError> {
+            self.with_state(a, |s| s.spend_confirmation(c))
         }
         fn remember_host(
             &self,
@@ -1257,11 +1313,56 @@ mod tests {
     fn wrong_codes_are_denied_and_counted() -> Result<(), String> {
         let s = world()?;
         let c = Config::default();
-        for bad in ["000000", "12345", "abcdef", ""] {
+        for bad in ["000000", "12345", "abcdef", "0"] {
             let (d, _) = run(&s, &c, "alice", false, bad);
             assert_eq!(d.outcome, Outcome::Deny, "{bad:?}");
         }
         assert_eq!(s.state.borrow().get("alice").map(|st| st.failures), Some(4));
+        Ok(())
+    }
+
+    #[test]
+    fn empty_answers_are_refused_but_never_lock_the_user_out() -> Result<(), String> {
+        let s = world()?;
+        let c = Config::default();
+        // More empty answers than max_failures: none is counted, none locks.
+        for _ in 0..c.lockout.max_failures + 2 {
+            let (d, prompts) = run(&s, &c, "alice", false, "");
+            assert_eq!((d.outcome, d.event.reason), (Outcome::Deny, Reason::NoCode));
+            assert_eq!(
+                d.event.detail.as_deref(),
+                Some("no code typed; not counted toward lockout")
+            );
+            assert_eq!(prompts, vec![CODE_PROMPT]);
+        }
+        let failures = s.state.borrow().get("alice").map_or(0, |st| st.failures);
+        assert_eq!(failures, 0);
+        let (d, _) = run(&s, &c, "alice", false, "050471");
+        assert_eq!(d.outcome, Outcome::Success);
+        Ok(())
+    }
+
+    #[test]
+    fn a_one_field_login_too_short_for_a_code_is_a_counted_wrong_code() -> Result<(), String> {
+        let s = world()?;
+        let c = Config::default();
+        for field in ["", "123", "12345"] {
+            // As the concat line cuts it: all code, no password (so the password check
+            // would fail too; a password-less account under nullok would get this far).
+            let cut = cut_code(field.as_bytes(), 6);
+            let mut conv = Script {
+                answers: vec![],
+                prompts: vec![],
+            };
+            let req = req_for("alice", CodeSource::Field(cut.code));
+            let d = authenticate(&c, &s, &Dir, &Sends::default(), &mut conv, &req);
+            assert_eq!(
+                (d.outcome, d.event.reason),
+                (Outcome::Deny, Reason::WrongCode),
+                "{field:?}"
+            );
+        }
+        assert_eq!(s.state.borrow().get("alice").map(|st| st.failures), Some(3));
         Ok(())
     }
 
@@ -1891,7 +1992,15 @@ mod tests {
         assert!(app.shown[0].contains("these recovery codes each work once"));
         assert_eq!(
             app.shown.last().map(String::as_str),
-            Some("You are enrolled: from now on a verification code is asked at login.")
+            Some(SELF_ENROLLED_MESSAGE)
+        );
+        // The enrollment is no login: the state has the spent step and no last success.
+        let state = s
+            .state(&Dir.lookup("bob").ok().flatten().ok_or("bob")?)
+            .ok();
+        assert_eq!(
+            state.map(|st| (st.totp_last_step.is_some(), st.last_success_at)),
+            Some((true, None))
         );
         // The codes shown before the confirmation are the ones saved.
         let shown_code = app.shown[0]
@@ -1905,9 +2014,11 @@ mod tests {
         let code = app.ask_hidden("").map_err(|_| "code")?.ok_or("code")?;
         let code: &'static str =
             Box::leak(String::from_utf8_lossy(&code).into_owned().into_boxed_str());
+        let (d, prompts) = run_with(&c, &s, "bob", vec![code]);
+        assert_eq!(d.event.reason, Reason::ReplayedCode);
         assert_eq!(
-            run_with(&c, &s, "bob", vec![code]).0.event.reason,
-            Reason::ReplayedCode
+            prompts.last().map(String::as_str),
+            Some(format!("error: {REPLAYED_TOTP_MESSAGE}").as_str())
         );
         // A one-field login can't show a QR code.
         let d = authenticate(

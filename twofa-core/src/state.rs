@@ -71,6 +71,15 @@ pub enum SendOutcome {
     Limited,
 }
 
+/// The code that confirmed an enrollment, as what it matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// A TOTP code of this step.
+    Totp(u64),
+    /// An HOTP code of this counter.
+    Hotp(u64),
+}
+
 /// A code sent out of band, kept only as an HMAC with its own salt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
@@ -265,6 +274,32 @@ impl UserState {
         self.totp_last_step = Some(step);
         self.last_success_at = Some(now);
         self.reset_failures();
+        StepOutcome::Accepted
+    }
+
+    /// Spends the code that confirmed an enrollment, so that it can't log in afterwards (a
+    /// replay), without making it a login: the last success, the failures and any lock stay
+    /// as they are (`status` shows "last login: never" after an enrollment, and a lock is
+    /// lifted by `unlock`, not by enrolling). Also while locked: the code was typed at the
+    /// admin's terminal or in the enrollment conversation, not guessed at a login. `Accepted`:
+    /// the watermark (or HOTP counter) moved; `Replayed`: it was already there or beyond.
+    /// Never `Locked`.
+    pub fn spend_confirmation(&mut self, confirmed: Confirmation) -> StepOutcome {
+        match confirmed {
+            Confirmation::Totp(step) => {
+                if self.totp_last_step.is_some_and(|w| step <= w) {
+                    return StepOutcome::Replayed;
+                }
+                self.totp_last_step = Some(step);
+            }
+            Confirmation::Hotp(counter) => {
+                let next = counter.saturating_add(1);
+                if self.hotp_next.is_some_and(|n| next <= n) {
+                    return StepOutcome::Replayed;
+                }
+                self.hotp_next = Some(next);
+            }
+        }
         StepOutcome::Accepted
     }
 
@@ -537,6 +572,51 @@ mod tests {
         assert_eq!(s.accept_hotp(7, 5, 3), StepOutcome::Replayed);
         assert_eq!(s.accept_hotp(6, 5, 4), StepOutcome::Replayed);
         assert_eq!(s.hotp_from(5), 8);
+    }
+
+    #[test]
+    fn an_enrollment_confirmation_is_spent_but_is_no_login() {
+        let mut s = UserState::default();
+        assert_eq!(
+            s.spend_confirmation(Confirmation::Totp(100)),
+            StepOutcome::Accepted
+        );
+        assert_eq!(s.last_success_at, None);
+        // The confirming code (and any older one) can't log in; the next one can.
+        assert_eq!(s.accept_step(100, 5), StepOutcome::Replayed);
+        assert_eq!(s.accept_step(99, 5), StepOutcome::Replayed);
+        assert_eq!(
+            s.spend_confirmation(Confirmation::Totp(90)),
+            StepOutcome::Replayed
+        );
+        assert_eq!(s.totp_last_step, Some(100));
+        assert_eq!(s.accept_step(101, 6), StepOutcome::Accepted);
+        assert_eq!(s.last_success_at, Some(6));
+    }
+
+    #[test]
+    fn an_hotp_confirmation_moves_the_counter_past_the_press() {
+        let mut s = UserState::default();
+        assert_eq!(
+            s.spend_confirmation(Confirmation::Hotp(3)),
+            StepOutcome::Accepted
+        );
+        assert_eq!((s.hotp_from(0), s.last_success_at), (4, None));
+        assert_eq!(s.accept_hotp(3, 0, 1), StepOutcome::Replayed);
+        assert_eq!(s.accept_hotp(4, 0, 2), StepOutcome::Accepted);
+    }
+
+    #[test]
+    fn a_confirmation_is_spent_even_while_locked_and_leaves_the_lock() {
+        let mut s = UserState::default();
+        for t in 0..3 {
+            s.record_failure(10 + t, &L);
+        }
+        assert_eq!(
+            s.spend_confirmation(Confirmation::Totp(7)),
+            StepOutcome::Accepted
+        );
+        assert_eq!((s.totp_last_step, s.locked_until), (Some(7), Some(62)));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::identity::Account;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
 use crate::state::UserState;
 pub use crate::state::{
-    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome, StepOutcome,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
+    SendOutcome, StepOutcome,
 };
 use crate::tomlfile::FieldError;
 
@@ -93,6 +94,13 @@ pub trait Store {
         counter: u64,
         enrolled_counter: u64,
         now: u64,
+    ) -> Result<StepOutcome, StoreError>;
+    /// Spends the code that confirmed an enrollment without counting it as a login
+    /// ([`UserState::spend_confirmation`]).
+    fn spend_confirmation(
+        &self,
+        account: &Account,
+        confirmed: Confirmation,
     ) -> Result<StepOutcome, StoreError>;
     /// Remembers `host` for the account until `until` ([`UserState::remember_host`]).
     fn remember_host(
@@ -386,6 +394,14 @@ impl Store for FileStore {
         self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
     }
 
+    fn spend_confirmation(
+        &self,
+        account: &Account,
+        confirmed: Confirmation,
+    ) -> Result<StepOutcome, StoreError> {
+        self.update_state(account, |s| s.spend_confirmation(confirmed))
+    }
+
     fn remember_host(
         &self,
         account: &Account,
@@ -458,6 +474,24 @@ mod tests {
         assert_eq!(s.accept_step(&alice(), 99, 3)?, StepOutcome::Replayed);
         assert_eq!(s.accept_step(&alice(), 101, 4)?, StepOutcome::Accepted);
         assert_eq!(s.state(&alice())?.totp_last_step, Some(101));
+        std::fs::remove_dir_all(p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn a_spent_confirmation_is_on_disk_and_is_no_login() -> Result<(), StoreError> {
+        if !root_only() {
+            return Ok(());
+        }
+        let (s, p) = store();
+        let spent = s.spend_confirmation(&alice(), Confirmation::Totp(100))?;
+        assert_eq!(spent, StepOutcome::Accepted);
+        let state = FileStore::new(&p.join("lib")).state(&alice())?;
+        assert_eq!(
+            (state.totp_last_step, state.last_success_at),
+            (Some(100), None)
+        );
+        assert_eq!(s.accept_step(&alice(), 100, 2)?, StepOutcome::Replayed);
         std::fs::remove_dir_all(p).ok();
         Ok(())
     }

@@ -17,8 +17,8 @@ use zeroize::Zeroizing;
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::state::{
-    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome,
-    StepOutcome, UserState,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
+    SendOutcome, StepOutcome, UserState,
 };
 use crate::store::{Store, StoreError};
 
@@ -42,6 +42,8 @@ pub enum Request {
     AcceptStep(Account, u64, u64),
     /// [`Store::accept_hotp`].
     AcceptHotp(Account, u64, u64, u64),
+    /// [`Store::spend_confirmation`].
+    SpendConfirmation(Account, Confirmation),
     /// [`Store::remember_host`].
     RememberHost(Account, String, u64, u64),
     /// [`Store::consume_recovery`].
@@ -147,6 +149,13 @@ impl Request {
             Request::AcceptHotp(a, counter, enrolled, now) => {
                 format!("accept_hotp {} {counter} {enrolled} {now}", account(a))
             }
+            Request::SpendConfirmation(a, c) => {
+                let (kind, n) = match c {
+                    Confirmation::Totp(step) => ("totp", step),
+                    Confirmation::Hotp(counter) => ("hotp", counter),
+                };
+                format!("spend_confirmation {} {kind} {n}", account(a))
+            }
             Request::RememberHost(a, host, now, until) => format!(
                 "remember_host {} {} {now} {until}",
                 account(a),
@@ -202,6 +211,15 @@ impl Request {
             "state" => Request::State(f.account()?),
             "accept_step" => Request::AcceptStep(f.account()?, f.num()?, f.num()?),
             "accept_hotp" => Request::AcceptHotp(f.account()?, f.num()?, f.num()?, f.num()?),
+            "spend_confirmation" => {
+                let a = f.account()?;
+                let c = match f.word()? {
+                    "totp" => Confirmation::Totp(f.num()?),
+                    "hotp" => Confirmation::Hotp(f.num()?),
+                    _ => return None,
+                };
+                Request::SpendConfirmation(a, c)
+            }
             "remember_host" => Request::RememberHost(f.account()?, f.text()?, f.num()?, f.num()?),
             "consume_recovery" => Request::ConsumeRecovery(f.account()?, f.text()?, f.num()?),
             "count_send" => Request::CountSend(f.account()?, f.num()?, f.num()?, f.num()?),
@@ -302,6 +320,9 @@ pub fn handle(store: &dyn Store, req: Request) -> Zeroizing<String> {
             .and_then(|o| ok(step_word(o))),
         Request::AcceptHotp(a, counter, enrolled, now) => store
             .accept_hotp(&a, counter, enrolled, now)
+            .and_then(|o| ok(step_word(o))),
+        Request::SpendConfirmation(a, c) => store
+            .spend_confirmation(&a, c)
             .and_then(|o| ok(step_word(o))),
         Request::RememberHost(a, host, now, until) => store
             .remember_host(&a, &host, now, until)
@@ -539,6 +560,8 @@ mod tests {
             Request::State(a.clone()),
             Request::AcceptStep(a.clone(), u64::MAX, 3),
             Request::AcceptHotp(a.clone(), 1, 2, 3),
+            Request::SpendConfirmation(a.clone(), Confirmation::Totp(u64::MAX)),
+            Request::SpendConfirmation(a.clone(), Confirmation::Hotp(0)),
             Request::RememberHost(a.clone(), "host 1".into(), 4, 5),
             Request::ConsumeRecovery(a.clone(), "ab12".into(), 6),
             Request::CountSend(a.clone(), 7, 8, 9),
@@ -580,6 +603,8 @@ mod tests {
             "accept_step",
             "accept_step x61 1 1 2",
             "accept_step x61 1 1 2 3 4",
+            "spend_confirmation x61 1 1 sms 2",
+            "spend_confirmation x61 1 1 totp",
             "accept_step x61 1 1 +2 3",
             "accept_step x61 1 1 -2 3",
             "accept_step 61 1 1 2 3",
@@ -619,6 +644,12 @@ mod tests {
                 .to_string(),
             Request::Enrollment(a.clone()).encode().to_string(),
             Request::EnrolledNames.encode().to_string(),
+            Request::SpendConfirmation(a.clone(), Confirmation::Totp(5))
+                .encode()
+                .to_string(),
+            Request::SpendConfirmation(a.clone(), Confirmation::Totp(6))
+                .encode()
+                .to_string(),
         ]
         .join("\n");
         let mut out = Vec::new();
@@ -626,7 +657,7 @@ mod tests {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         let out = String::from_utf8_lossy(&out).to_string();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 6, "{out}");
+        assert_eq!(lines.len(), 8, "{out}");
         assert_eq!(parse_reply(lines[0])?.step()?, StepOutcome::Accepted);
         assert_eq!(parse_reply(lines[1])?.step()?, StepOutcome::Replayed);
         assert!(
@@ -638,7 +669,15 @@ mod tests {
         );
         assert!(parse_reply(lines[4])?.optional_text()?.is_none());
         assert!(parse_reply(lines[5])?.texts()?.is_empty());
-        assert_eq!(store.state(&a)?.failures, 1);
+        assert_eq!(parse_reply(lines[6])?.step()?, StepOutcome::Replayed);
+        assert_eq!(parse_reply(lines[7])?.step()?, StepOutcome::Accepted);
+        let state = store.state(&a)?;
+        assert_eq!(state.failures, 1);
+        // The confirmation moved the watermark and is no login: the last success is step 5's.
+        assert_eq!(
+            (state.totp_last_step, state.last_success_at),
+            (Some(6), Some(1))
+        );
         std::fs::remove_dir_all(&dir).ok();
         Ok(())
     }

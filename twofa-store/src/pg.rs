@@ -25,8 +25,8 @@ use twofa_core::enrollment::Enrollment;
 use twofa_core::identity::Account;
 use twofa_core::state::UserState;
 use twofa_core::store::{
-    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome,
-    StepOutcome, Store, StoreError,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
+    SendOutcome, StepOutcome, Store, StoreError,
 };
 
 use crate::schema;
@@ -558,6 +558,14 @@ impl Store for PgStore {
         now: u64,
     ) -> Result<StepOutcome, StoreError> {
         self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
+    }
+
+    fn spend_confirmation(
+        &self,
+        account: &Account,
+        confirmed: Confirmation,
+    ) -> Result<StepOutcome, StoreError> {
+        self.update_state(account, |s| s.spend_confirmation(confirmed))
     }
 
     fn remember_host(

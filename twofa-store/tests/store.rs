@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{account, enrollment, TestEnv, TestResult, SECRET_B32};
 use twofa_core::fleet::HelperStore;
 use twofa_core::store::{
-    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome,
-    StepOutcome, Store, StoreError,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
+    SendOutcome, StepOutcome, Store, StoreError,
 };
 use twofa_store::schema::{self, KeyOrigin, SchemaChange};
 
@@ -40,6 +40,23 @@ fn a_step_is_accepted_once_and_older_steps_are_replays() -> TestResult {
     assert_eq!(
         s.accept_step(&account("bob"), 100, 5)?,
         StepOutcome::Accepted
+    );
+    Ok(())
+}
+
+#[test]
+fn an_enrollment_confirmation_is_spent_and_is_no_login() -> TestResult {
+    let (_env, s) = env_and_store!("confirmation");
+    let alice = account("alice");
+    assert_eq!(
+        s.spend_confirmation(&alice, Confirmation::Totp(100))?,
+        StepOutcome::Accepted
+    );
+    assert_eq!(s.accept_step(&alice, 100, 2)?, StepOutcome::Replayed);
+    let state = s.state(&alice)?;
+    assert_eq!(
+        (state.totp_last_step, state.last_success_at),
+        (Some(100), None)
     );
     Ok(())
 }
