@@ -170,7 +170,7 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__disable)
-            opts="-h --config --help"
+            opts="-h --orphan --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -107,6 +107,24 @@ def test_the_shipped_setup_with_an_enrolled_user_is_healthy(setup, make_user):
     assert find(findings, "break-glass", "no way in")["status"] == "warning"
 
 
+def test_an_orphaned_enrollment_is_reported_with_its_fix_and_the_inheritance_risk(setup, make_user):
+    setup.good()
+    alive, gone = make_user(), make_user()
+    setup.twofa.enroll(alive.name)
+    setup.twofa.enroll(gone.name)
+    subprocess.run(["userdel", "-r", "-f", gone.name], check=True, capture_output=True, timeout=60)
+    _, findings = setup.doctor()
+    f = find(findings, "enrollments", f"{gone.name} is enrolled, but no account of that name exists")
+    assert f["status"] == "warning"
+    assert f"a new account created with the name {gone.name} would inherit this enrollment" in f["message"]
+    assert f["fix"].startswith(f"twofa-enroll disable --orphan {gone.name}"), f
+    assert not [x for x in findings if x["check"] == "enrollments" and alive.name in x["message"]]
+    # Once removed, doctor is content.
+    setup.twofa.cli("disable", "--orphan", gone.name)
+    _, findings = setup.doctor()
+    assert find(findings, "enrollments", "1 enrolled, each with an account on this host")["status"] == "ok"
+
+
 def test_human_output_shows_each_finding_and_its_fix(setup):
     setup.good()
     proc, _ = setup.doctor(json_out=False)

@@ -17,6 +17,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 
 from conftest import ENROLL, prompts
 from ftp import Vsftpd, ftp_login
-from test_pam_module import CODE, PASSWORD, lines_about, parse_lines, stack, wrong_code
+from test_pam_module import CODE, PASSWORD, REPLAYED, lines_about, parse_lines, stack, wrong_code
 
 LOGGED_IN = "230 Login successful."
 REFUSED = "530 Login incorrect."
@@ -147,7 +148,7 @@ def test_recovery_code_logs_in_once_and_says_how_many_are_left(make_user, twofa)
     assert infos(first) == ["Recovery code accepted; 4 left."]
 
     again = st.login(user.name, [user.password, codes[0]])
-    assert prompts(again) == [PASSWORD, CODE]
+    assert prompts(again) == [PASSWORD, CODE, ("error", "That recovery code was already used; each one works once.")]
     assert again["result"] == "PAM_AUTH_ERR", "a used recovery code worked a second time"
 
 
@@ -337,8 +338,8 @@ def test_status_all_lists_every_enrolled_user_with_method_failures_and_codes_lef
 
     table = twofa.cli("status", "--all").stdout
     lines = table.splitlines()
-    assert lines[0].split() == ["ACCOUNT", "METHOD", "AGE", "EXPIRED", "LAST", "SUCCESS", "FAILURES",
-                                "LOCKED", "UNTIL", "RECOVERY"], table
+    assert lines[0].split() == ["ACCOUNT", "METHOD", "AGE", "EXPIRED", "LAST", "LOGIN", "FAILURES",
+                                "LOCKED", "UNTIL", "RECOVERY", "NOTE"], table
     rows = {line.split()[0]: line.split() for line in lines[1:] if line.strip()}
     assert set(rows) == {alice.name, bob.name}, table
     assert "totp" in rows[alice.name][1] and "hotp" not in rows[alice.name][1]
@@ -429,6 +430,106 @@ def test_reset_to_self_enroll_shows_a_qr_code_at_the_next_login(make_user, twofa
         f"Two-factor authentication is required for {user.name}. Scan this QR code"), prompts(result)
     assert "or enter this key: " in texts[0]
     assert result["result"] == "PAM_AUTH_ERR", "the old secret's code confirmed a new enrollment"
+
+
+def cli_with_pam_dir(twofa, pam_dir: Path, *args: str, input: str = "") -> subprocess.CompletedProcess:
+    """twofa-enroll as twofa.cli runs it, but in a private mount namespace where ``pam_dir``
+    is bind-mounted over /etc/pam.d (the real one is never touched)."""
+    argv = " ".join(shlex.quote(str(a)) for a in [ENROLL, "--config", twofa.config, *args])
+    script = f"mount --bind {shlex.quote(str(pam_dir))} /etc/pam.d && exec {argv}"
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], input=input, text=True,
+                          capture_output=True, timeout=60)
+
+
+def pam_dir_with(twofa, name: str, **services: str) -> Path:
+    d = twofa.root / name
+    d.mkdir(mode=0o755)
+    for service, text in services.items():
+        (d / service).write_text(text)
+    return d
+
+
+def test_a_verified_enrollment_spends_its_code_says_so_and_is_no_login(make_user, twofa):
+    write_policy(twofa)
+    user = make_user()
+    secret = new_secret()
+    pam_dir = pam_dir_with(twofa, "pam.d-with-twofa", sudo=twofa.service_text("sudo"))
+    code = twofa.code(secret)
+    proc = cli_with_pam_dir(twofa, pam_dir, "enroll", user.name, "--secret-file", "-", "--no-qr",
+                            input=f"{secret}\n{code}\n")
+    assert proc.returncode == 0, proc
+    out = proc.stdout
+    assert "The code just typed is used up: for the first login, use the next code the app shows." in out, out
+    assert "From now on a verification code is asked at login (PAM services: sudo)." in out, out
+    # The confirmation is the enrollment, not a login.
+    assert "last login:    never" in twofa.cli("status", user.name).stdout
+    status = status_json(twofa, user.name)
+    assert status["last_login_at"] is None and status["enrolled_at"], status
+    # The first login within the same 30 s: that code is spent, and the user is told why.
+    st = stack(twofa, "sudo")
+    replay = st.login(user.name, [user.password, code])
+    assert replay["result"] == "PAM_AUTH_ERR"
+    assert prompts(replay) == [PASSWORD, CODE, REPLAYED]
+    fresh = st.login(user.name, [user.password, twofa.code(secret, at=time.time() + 30)])
+    assert fresh["result"] == "PAM_SUCCESS"
+    assert status_json(twofa, user.name)["last_login_at"] is not None
+
+
+def test_enrolling_where_no_pam_service_asks_for_the_code_says_so(make_user, twofa):
+    write_policy(twofa)
+    user = make_user()
+    # A PAM directory with stacks, none of which loads pam_twofa (a comment naming it is no line).
+    pam_dir = pam_dir_with(twofa, "pam.d-without-twofa",
+                           sudo="# auth required pam_twofa.so\nauth required pam_unix.so\n")
+    proc = cli_with_pam_dir(twofa, pam_dir, "enroll", user.name, "--secret-file", "-", "--no-verify",
+                            input=new_secret() + "\n")
+    assert proc.returncode == 0, proc
+    assert ("No PAM service on this host asks for the code yet: add pam_twofa to the stacks "
+            '(README, "Add it to sshd and sudo"), then check them with: twofa-enroll doctor') in proc.stdout
+    assert "From now on" not in proc.stdout
+    # --no-verify typed no code: nothing was spent, so nothing is said about it.
+    assert "used up" not in proc.stdout
+    assert enrollment_file(twofa, user.name).exists()
+
+
+def test_an_orphaned_enrollment_is_marked_reachable_and_removable_by_its_name(make_user, twofa):
+    write_policy(twofa)
+    alive, gone = make_user(), make_user()
+    twofa.enroll(alive.name)
+    twofa.enroll(gone.name)
+    subprocess.run(["userdel", "-r", "-f", gone.name], check=True, capture_output=True, timeout=60)
+
+    listed = {e["account"]: e for e in json.loads(twofa.cli("status", "--all", "--json").stdout)}
+    assert (listed[gone.name]["orphan"], listed[gone.name]["account_here"]) == (True, False)
+    assert (listed[alive.name]["orphan"], listed[alive.name]["account_here"]) == (False, True)
+    table = twofa.cli("status", "--all").stdout
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("twofa-e2e-")}
+    assert rows[gone.name][-1] == "orphan", table
+    assert rows[alive.name][-1] != "orphan", table
+    assert "Remove each one: twofa-enroll disable --orphan NAME" in table
+
+    # status NAME reaches it by its stored name.
+    detail = twofa.cli("status", gone.name).stdout
+    assert f"account:       {gone.name} (orphan: no account of that name exists)" in detail, detail
+    assert f"would inherit this enrollment" in detail and f"twofa-enroll disable --orphan {gone.name}" in detail
+
+    # Plain disable can't look the account up, and says what can.
+    refused = twofa.cli("disable", gone.name, check=False)
+    assert refused.returncode == 1
+    assert f"hint: remove it with: twofa-enroll disable --orphan {gone.name}" in refused.stderr, refused.stderr
+    # --orphan never removes the enrollment of an account that exists.
+    kept = twofa.cli("disable", "--orphan", alive.name, check=False)
+    assert kept.returncode == 1
+    assert f"`{alive.name}` is an account on this host" in kept.stderr, kept.stderr
+    assert enrollment_file(twofa, alive.name).exists()
+
+    removed = twofa.cli("disable", "--orphan", gone.name)
+    assert f"Removed the enrollment of {gone.name}, whose account no longer exists" in removed.stdout
+    assert not enrollment_file(twofa, gone.name).exists()
+    assert [p.name for p in (twofa.storage / "disabled").iterdir() if p.name.startswith(gone.name + ".")]
+    assert [e["account"] for e in json.loads(twofa.cli("status", "--all", "--json").stdout)] == [alive.name]
+    again = twofa.cli("status", gone.name, check=False)
+    assert again.returncode == 1 and f"error: no account named `{gone.name}`" in again.stderr
 
 
 def test_disabled_user_is_treated_as_unenrolled(make_user, twofa):

@@ -28,6 +28,8 @@ from conftest import ENROLL, prompts, run_driver, run_driver_process
 
 PASSWORD = ("echo_off", "Password: ")
 CODE = ("echo_off", "Verification code: ")
+#: What a user who typed a TOTP code already used reads (after a verified password only).
+REPLAYED = ("error", "That code was already used; wait for the next code from your app, then try again.")
 PUBKEY = "publickey ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 TWO_SECONDS = 2_000_000
 LINE_RE = re.compile(
@@ -157,6 +159,34 @@ def test_code_with_the_wrong_number_of_digits_is_refused(make_user, twofa, typed
     assert result["result"] == "PAM_AUTH_ERR"
 
 
+def test_empty_answers_are_refused_but_never_lock_the_user_out(make_user, twofa, syslog):
+    """An ssh client without a terminal answers the code prompt with an empty line: more such
+    logins than max_failures (5) are each refused and logged as no-code, none is counted, and
+    the right code still logs in."""
+    user, secret = enrolled_world(make_user, twofa)
+    st = stack(twofa)
+    for _ in range(6):
+        result = st.login(user.name, [user.password, ""])
+        assert prompts(result) == [PASSWORD, CODE]
+        assert result["result"] == "PAM_AUTH_ERR"
+    status = json.loads(twofa.cli("status", user.name, "--json").stdout)
+    assert (status["failures"], status["locked_until"]) == (0, None), status
+    lines = parse_lines(lines_about(syslog, user.name))
+    assert [(l["outcome"], l["reason"], l["detail"]) for l in lines] == [
+        ("deny", "no-code", ": no code typed; not counted toward lockout")
+    ] * 6
+    assert st.login(user.name, [user.password, twofa.code(secret)])["result"] == "PAM_SUCCESS"
+
+
+def test_a_wrong_code_is_still_counted_after_empty_answers(make_user, twofa):
+    user, secret = enrolled_world(make_user, twofa)
+    st = stack(twofa)
+    for answer in ["", wrong_code(twofa, secret), ""]:
+        assert st.login(user.name, [user.password, answer])["result"] == "PAM_AUTH_ERR"
+    status = json.loads(twofa.cli("status", user.name, "--json").stdout)
+    assert status["failures"] == 1, status
+
+
 def test_wrong_password_with_right_code_is_refused_and_the_code_still_works_afterwards(make_user, twofa):
     user, secret = enrolled_world(make_user, twofa)
     st = stack(twofa)
@@ -175,8 +205,13 @@ def test_replayed_code_is_refused(make_user, twofa):
     code = twofa.code(secret)
     assert st.login(user.name, [user.password, code])["result"] == "PAM_SUCCESS"
     again = st.login(user.name, [user.password, code])
-    assert prompts(again) == [PASSWORD, CODE]
+    # The password was right: the user is told why and what to do.
+    assert prompts(again) == [PASSWORD, CODE, REPLAYED]
     assert again["result"] == "PAM_AUTH_ERR"
+    # After a wrong password, the same attempt says nothing more than any other.
+    wrong_pw = st.login(user.name, ["not-" + user.password, code])
+    assert prompts(wrong_pw) == [PASSWORD, CODE]
+    assert wrong_pw["result"] == "PAM_AUTH_ERR"
 
 
 def test_replayed_code_is_refused_on_another_service(make_user, twofa):
@@ -186,7 +221,7 @@ def test_replayed_code_is_refused_on_another_service(make_user, twofa):
     code = twofa.code(secret)
     assert sudo.login(user.name, [user.password, code])["result"] == "PAM_SUCCESS"
     replay = sshd.login(user.name, [user.password, code])
-    assert prompts(replay) == [PASSWORD, CODE]
+    assert prompts(replay) == [PASSWORD, CODE, REPLAYED]
     assert replay["result"] == "PAM_AUTH_ERR"
     # The other service works with a code not used yet (the next step's).
     fresh = sshd.login(user.name, [user.password, twofa.code(secret, at=time.time() + 30)])

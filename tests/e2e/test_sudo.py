@@ -74,6 +74,8 @@ def test_replayed_code_is_refused(twofa, enrolled):
     again = run_sudo(user, [user.password, code])
     assert again.events[:3] == [sudo_prompt(user), CODE_PROMPT, "Sorry, try again."], again
     assert not ran_as_root(again)
+    # sudo sets PAM_SILENT: the user is told all the same why, and what to do.
+    assert "That code was already used; wait for the next code from your app" in again.transcript, again
 
 
 def test_mistyped_password_then_right_password_and_code_succeed_in_one_sudo_run(twofa, enrolled):

@@ -14,7 +14,7 @@ use twofa_core::identity::{self, Account};
 use twofa_core::otp::{self, Algorithm, Params};
 use twofa_core::recovery;
 use twofa_core::secret::{Secret, RECOMMENDED_BITS};
-use twofa_core::store::{StepOutcome, Store, StoreError};
+use twofa_core::store::{Confirmation, StepOutcome, Store, StoreError};
 use twofa_core::uri;
 use zeroize::Zeroizing;
 
@@ -211,11 +211,12 @@ fn enroll_delivery(
         say!("{out}");
     } else {
         say!(
-            "Enrolled {}: codes by {} to {}. From now on a code is sent at login.",
+            "Enrolled {}: codes by {} to {}.",
             account.name,
             method.name(),
             first.masked()
         );
+        say_where_asked("a code is sent at login");
         print_recovery(&account.name, &codes);
     }
     Ok(())
@@ -320,9 +321,30 @@ fn compile_pattern(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error
 pub fn account(user: &str) -> Result<Account, Failure> {
     match identity::lookup(user) {
         Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(Failure::new(format!("no account named `{user}`"))
-            .hint("twofa enrolls accounts of the passwd database (getent passwd NAME)")),
+        Ok(None) => Err(no_account(user)),
         Err(e) => Err(Failure::new(e.to_string())),
+    }
+}
+
+/// The failure for a name the passwd database does not have.
+pub fn no_account(user: &str) -> Failure {
+    Failure::new(format!("no account named `{user}`"))
+        .hint("twofa enrolls accounts of the passwd database (getent passwd NAME)")
+}
+
+/// Says where the new enrollment will be asked for: the PAM services of this host that load
+/// pam_twofa (read as doctor reads them), or that none does yet and what to do. An enrollment
+/// is no use until a stack asks for the code, and "from now on a code is asked" would be
+/// untrue.
+fn say_where_asked(what: &str) {
+    let services = crate::doctor::services_with_twofa(Path::new(crate::doctor::PAM_DIR));
+    if services.is_empty() {
+        say!("No PAM service on this host asks for the code yet: add pam_twofa to the stacks (README, \"Add it to sshd and sudo\"), then check them with: twofa-enroll doctor");
+    } else {
+        say!(
+            "From now on {what} (PAM services: {}).",
+            services.join(", ")
+        );
     }
 }
 
@@ -566,14 +588,15 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
                 .hint("add --force to replace the enrollment"),
             other => Failure::new(other.to_string()),
         })?;
-    // The code typed to confirm is spent: it can't be replayed at a login.
+    // The code typed to confirm is spent: it can't be replayed at a login. It is the
+    // enrollment, not a login: `status` shows "last login: never" until the first one.
     if let Some(m) = confirmed {
         let spent = if hotp {
-            store.accept_hotp(&account, m, args.counter, enrolled_at)
+            Confirmation::Hotp(m)
         } else {
-            store.accept_step(&account, m, enrolled_at)
+            Confirmation::Totp(m)
         };
-        if let Err(e) = spent {
+        if let Err(e) = store.spend_confirmation(&account, spent) {
             output::warn(&format!(
                 "enrolled, but the confirmation code could not be marked used: {e}"
             ));
@@ -610,10 +633,18 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
                 params.algorithm, params.digits, params.period
             )
         };
-        say!(
-            "Enrolled {}: {what}. From now on a verification code is asked at login.",
-            account.name
-        );
+        say!("Enrolled {}: {what}.", account.name);
+        if confirmed.is_some() {
+            say!(
+                "{}",
+                if hotp {
+                    "The code just typed is used up: for the first login, press the token for a new one."
+                } else {
+                    "The code just typed is used up: for the first login, use the next code the app shows."
+                }
+            );
+        }
+        say_where_asked("a verification code is asked at login");
         print_recovery(&account.name, &codes);
     }
     Ok(())

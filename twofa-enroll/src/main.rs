@@ -8,6 +8,7 @@ mod check;
 mod doctor;
 mod enroll;
 mod import;
+mod orphans;
 mod qr;
 #[cfg(test)]
 mod reference;
@@ -39,6 +40,7 @@ Examples:
   twofa-enroll status --all               everyone enrolled, as a table (--json for scripts)
   twofa-enroll reset alice                a new secret for alice (lost phone), QR and one code
   twofa-enroll disable alice              remove alice's enrollment (a backup is kept)
+  twofa-enroll disable --orphan bob       remove the enrollment of bob, whose account was deleted
   twofa-enroll unlock alice               lift a lockout after too many wrong codes
   twofa-enroll recovery alice             new recovery codes for alice (the old ones stop working)
   twofa-enroll check-config               check /etc/twofa/twofa.toml
@@ -66,13 +68,14 @@ enum Command {
     Enroll(enroll::Args),
     /// Show whether USER is enrolled, with which parameters, and their recent logins.
     Status(status::StatusArgs),
-    /// Remove USER's enrollment, keeping a root-only backup; the policy for unenrolled users applies.
+    /// Remove USER's enrollment, keeping a root-only backup; the policy for unenrolled users
+    /// applies. With --orphan, the enrollment of a deleted account, by its stored name.
     Disable(status::DisableArgs),
     /// Give enrolled USER a new secret (same checks as enroll), or with --self-enroll send them
     /// back to enrolling at their next login.
     Reset(enroll::ResetArgs),
     /// Clear USER's failed attempts and lift a lockout.
-    Unlock(status::DisableArgs),
+    Unlock(status::UnlockArgs),
     /// Give USER a new set of single-use recovery codes (the old set stops working).
     Recovery(enroll::RecoveryArgs),
     /// Bring USER's drifted HOTP token back in step with two consecutive codes.

@@ -14,10 +14,12 @@
 //! - [`clock`]: whether the clock is synchronized (TOTP).
 //! - [`fleet`]: the fleet store answers its check (fleet mode only).
 //! - [`break_glass`]: whether anyone can still get in, with or without a code.
+//! - [`orphans`]: enrollments whose account no longer exists.
 
 mod break_glass;
 mod clock;
 mod fleet;
+mod orphans;
 mod pam;
 mod policy;
 mod sshd;
@@ -36,11 +38,24 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     sshd_config: Option<PathBuf>,
     /// Directory of PAM service files to check.
-    #[arg(long, value_name = "DIR", default_value = "/etc/pam.d")]
+    #[arg(long, value_name = "DIR", default_value = PAM_DIR)]
     pam_dir: PathBuf,
     /// Print JSON on stdout: an array of {check, status, message, fix}.
     #[arg(long)]
     json: bool,
+}
+
+/// Where libpam reads the service files.
+pub const PAM_DIR: &str = "/etc/pam.d";
+
+/// The PAM services of `dir` with an auth line that loads pam_twofa, by name: the services
+/// that ask for a code (the same reading of the stacks as doctor's).
+pub fn services_with_twofa(dir: &Path) -> Vec<String> {
+    pam::read_stacks(dir)
+        .into_iter()
+        .filter(pam::Stack::loads_twofa)
+        .map(|s| s.name)
+        .collect()
 }
 
 /// How bad a finding is.
@@ -125,6 +140,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     findings.extend(pam::check_stacks(&stacks, &args.pam_dir, &config));
     findings.extend(storage::check_storage(&config.storage_dir));
     findings.extend(fleet::check_fleet(&config));
+    findings.extend(orphans::check_orphans(&config));
     findings.push(clock::check_clock(&config));
 
     let mut paths = policy::policy_ways_in(&config, policy::now());

@@ -99,6 +99,13 @@ pub(super) struct Stack {
     problems: Vec<Finding>,
 }
 
+impl Stack {
+    /// Whether one of its auth lines loads pam_twofa (not only a comment naming it).
+    pub(super) fn loads_twofa(&self) -> bool {
+        self.lines.iter().any(PamLine::is_twofa)
+    }
+}
+
 /// The service files of `dir` that load pam_twofa, by name.
 pub(super) fn read_stacks(dir: &Path) -> Vec<Stack> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
