@@ -20,6 +20,10 @@ export LC_ALL=C
 maintainer="twofa developers <twofa@example.invalid>"
 homepage="https://example.invalid/twofa"
 
+# Who builds, with which toolchain: checked first, before minutes of apt.
+. packaging/builder.sh
+builder_init
+
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     need=()
     # dpkg-dev: dpkg-architecture (the multiarch PAM directory) and dpkg-shlibdeps (Depends).
@@ -31,6 +35,14 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
     fi
 fi
+# Nothing below needs root (dpkg-deb --root-owner-group): under sudo, the rest runs as the
+# user who ran sudo, with their toolchain, and the .deb lands in their target/ owned by them.
+if [ "$BUILDER_USER" != "$(id -un)" ]; then
+    builder_check_tree "$repo"
+    builder_run "$repo/packaging/build-deb.sh" "$@"
+    exit
+fi
+builder_check_tree "$repo"
 for tool in dpkg-deb dpkg-architecture dpkg-shlibdeps; do
     command -v "$tool" >/dev/null || { echo "error: $tool is needed (apt-get install dpkg-dev)" >&2; exit 1; }
 done
@@ -56,7 +68,10 @@ trap 'rm -rf "$work"' EXIT
 stage=$work/root
 
 # 1. The files, from install.sh (it runs cargo build --release --locked).
-DESTDIR=$stage PREFIX=/usr packaging/install.sh >"$work/install.log" 2>&1 || {
+# Without SOURCE_DATE_EPOCH: build scripts (ring's) rerun when it changes, so a release build
+# made with it is stale for every other cargo run (tests/run, the bench, the RPM) and the other
+# way round. The binaries don't embed the time; the package's timestamps use it below.
+env -u SOURCE_DATE_EPOCH DESTDIR="$stage" PREFIX=/usr packaging/install.sh >"$work/install.log" 2>&1 || {
     cat "$work/install.log" >&2
     echo "error: packaging/install.sh failed" >&2
     exit 1
@@ -83,7 +98,7 @@ install -D -m 0644 packaging/pam-config "$stage/usr/share/pam-configs/twofa"
 install -D -m 0644 packaging/lintian-overrides "$stage/usr/share/lintian/overrides/twofa"
 
 # copyright: ours, plus the Rust crates linked into the shipped binaries (static linking).
-crates=$(cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p} ({l})' \
+crates=$(builder_cargo tree --locked --offline -e normal,no-proc-macro --prefix none -f '{p} ({l})' \
              -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store 2>/dev/null \
          | sed -e 's/ (\*)$//' -e 's/ (proc-macro)//' | grep -v -e '^twofa' -e '^pam_twofa' \
            -e '^$' | sed -E 's/ \(\/[^)]*\)//' | sort -u || true)

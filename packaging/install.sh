@@ -23,9 +23,11 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
     fi
 fi
-command -v cargo >/dev/null || { echo "error: cargo (Rust >= 1.85) is needed: https://rustup.rs" >&2; exit 1; }
-
-cargo build --release --locked -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store
+# cargo runs as the user who ran sudo, with their toolchain (packaging/builder.sh).
+. packaging/builder.sh
+builder_init
+builder_check_tree "$PWD"
+builder_cargo build --release --locked -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store
 
 # The PAM module directory: Debian's multiarch one, else the first that exists.
 if command -v dpkg-architecture >/dev/null; then

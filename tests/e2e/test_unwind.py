@@ -68,16 +68,23 @@ def test_pamtester_does_not_load_libgcc_s_itself():
 
 @pytest.fixture(scope="module")
 def panic_probe_module() -> Path:
-    """pam_twofa built with the panic-probe feature, in a target dir of its own."""
-    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
-    target = REPO / "target" / "panic-probe"
-    subprocess.run(
-        [cargo, "build", "--locked", "-p", "pam_twofa", "--features", "panic-probe", "--target-dir", str(target)],
-        cwd=REPO,
-        check=True,
-        timeout=900,
-    )
-    module = target / "debug" / "libpam_twofa.so"
+    """pam_twofa built with the panic-probe feature, in a target dir of its own: by cargo as the
+    user who builds (packaging/builder.sh: never root's cargo on a sudo user's tree), or
+    prebuilt where TWOFA_PANIC_PROBE_MODULE names it (the installed-package run, whose
+    throwaway root has no toolchain to offer)."""
+    prebuilt = os.environ.get("TWOFA_PANIC_PROBE_MODULE")
+    if prebuilt:
+        module = Path(prebuilt)
+    else:
+        target = REPO / "target" / "panic-probe"
+        subprocess.run(
+            [str(REPO / "packaging" / "builder.sh"), "cargo", "build", "--locked", "-p", "pam_twofa",
+             "--features", "panic-probe", "--target-dir", str(target)],
+            cwd=REPO,
+            check=True,
+            timeout=900,
+        )
+        module = target / "debug" / "libpam_twofa.so"
     assert not [n for n in needed_libraries(module) if n.startswith("libgcc_s")]
     return module
 

@@ -15,12 +15,14 @@ if ! command -v rpmbuild >/dev/null; then
         exit 1
     fi
 fi
-cargo build --release --locked -q -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store
+. packaging/builder.sh   # cargo as the user who builds, never root's on their tree
+builder_init
+builder_cargo build --release --locked -q -p pam_twofa -p twofa-enroll -p twofa-deliver -p twofa-store
 
-top=$(mktemp -d /tmp/twofa-rpm.XXXXXX)
+top=$(builder_run mktemp -d /tmp/twofa-rpm.XXXXXX)
 trap 'rm -rf "$top"' EXIT
 version=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
-timeout 300 rpmbuild -bb --define "_topdir $top" --define "twofa_src $PWD" \
+builder_run timeout 300 rpmbuild -bb --define "_topdir $top" --define "twofa_src $PWD" \
     --define "twofa_version $version" packaging/twofa.spec >"$top/rpmbuild.log" 2>&1 || {
     cat "$top/rpmbuild.log"
     echo "rpm: 0 passed, 1 failed"
