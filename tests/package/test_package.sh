@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The Debian package, end to end, on this machine (root): builds twofa_<v1>.deb and a higher
-# <v2> (whose default twofa.toml differs, like a real upstream change), runs lintian, installs
-# v1, checks the layout, enrolls a twofa-e2e-pkg-* user with /usr/bin/twofa-enroll, tries the
-# pam-auth-update profile in a private mount namespace, logs in through a PAM service that
-# names the module by name, edits /etc/twofa/twofa.toml, upgrades to v2 non-interactively and
-# checks that enrollment, state and the edited policy are intact and in force, removes (files
-# kept) and purges (files deleted, after a message).
+# The Debian package, end to end: builds twofa_<v1>.deb and a higher <v2> (whose default
+# twofa.toml differs, like a real upstream change) as the user who builds (packaging/builder.sh),
+# runs lintian, then, in a throwaway root (tests/package/throwaway-root.sh: an overlay of this
+# machine that is discarded afterwards), installs v1, checks the layout, enrolls a
+# twofa-e2e-pkg-* user with /usr/bin/twofa-enroll, tries the pam-auth-update profile, logs in
+# through a PAM service that names the module by name, edits /etc/twofa/twofa.toml, upgrades
+# to v2 non-interactively and checks that enrollment, state and the edited policy are intact
+# and in force, removes (files kept) and purges (files deleted, after a message).
 #
-# Leaves nothing behind, pass or fail: the package is purged, the test user, its PAM service
-# and the system user twofa (when this test made it) are removed. Bounded by
-# TWOFA_PACKAGE_TEST_TIMEOUT seconds (default 1500). Refuses to run where twofa is already
-# installed or /etc/twofa or /var/lib/twofa exist: purging would delete them.
+# This machine is never changed: where twofa is installed, its installation, policy and
+# enrollments stay exactly as they were (throwaway-root.sh fingerprints /etc/twofa,
+# /var/lib/twofa, /etc/pam.d and dpkg's status before and after, and fails on a difference).
+# Bounded by TWOFA_PACKAGE_TEST_TIMEOUT seconds (default 1500).
 #
 #   sudo tests/package/test_package.sh
 set -euo pipefail
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/../.."
 repo=$PWD
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "error: the package test needs root (it installs and purges the package)" >&2
+    echo "error: the package test needs root (it installs and purges the package in a throwaway root)" >&2
     exit 1
 fi
 if [ -z "${TWOFA_PACKAGE_TEST_TIMED:-}" ]; then
@@ -29,7 +30,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 T=120   # bound on each step that runs apt, dpkg or a login
 
-passed=0
+passed=${TWOFA_PACKAGE_PASSED:-0}
 ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
 fail() {
     echo "not ok - $*" >&2
@@ -43,100 +44,89 @@ check() { # check DESCRIPTION COMMAND...
 }
 step() { echo "== $*"; }
 
-# -- preconditions -------------------------------------------------------------------------
+if [ "${1:-}" != --in-throwaway-root ]; then
+    # -- on this machine: preconditions, build, lintian (nothing installed here) -----------
+    . packaging/builder.sh
+    builder_init
+    tests/package/throwaway-root.sh --check
+    need=()
+    for p in lintian pamtester oathtool dpkg-dev gcc libpam0g-dev util-linux; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+        step "installing ${need[*]}"
+        timeout "$T" apt-get update -q
+        timeout 600 apt-get install -y -q --no-install-recommends "${need[@]}"
+    fi
+
+    v1=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
+    v2=$v1+pkgtest2
+    # Under target/ (the builder's): the throwaway root sees the repository, not this /tmp.
+    out=$repo/target/package-test
+    builder_run rm -rf "$out"
+    step "build $v1 and $v2 (release, as $BUILDER_USER)"
+    deb1=$(TWOFA_DEB_OUT=$out/v1 packaging/build-deb.sh | tail -n1)
+    deb2=$(TWOFA_DEB_VERSION=$v2 TWOFA_DEB_OUT=$out/v2 packaging/build-deb.sh | tail -n1)
+    check "built $(basename "$deb1")" test -f "$deb1"
+    check "built $(basename "$deb2") without a source edit" \
+        sh -c "dpkg-deb -f '$deb2' Version | grep -qx '$v2'"
+    # v2's default policy differs from v1's (as when upstream changes a default): the case
+    # where dpkg would ask about an admin-edited conffile, unless told to keep it.
+    builder_run bash -euo pipefail -c '
+        rebuild=$1/v2-tree
+        dpkg-deb -R "$2" "$rebuild"
+        echo "# a changed default in $3" >>"$rebuild/etc/twofa/twofa.toml"
+        (cd "$rebuild" && find . -path ./DEBIAN -prune -o -type f -printf "%P\0" | sort -z \
+            | xargs -0 md5sum >DEBIAN/md5sums)
+        dpkg-deb -Zxz --root-owner-group --build "$rebuild" "$2" >/dev/null
+        rm -rf "$rebuild"' sh "$out" "$deb2" "$v2"
+
+    step "lintian"
+    lint=$(builder_run lintian --fail-on error,warning "$deb1" 2>&1) || {
+        echo "$lint"
+        fail "lintian: no errors and no warnings"
+    }
+    [ -z "$lint" ] || echo "$lint"
+    ok "lintian: no errors and no warnings"
+
+    step "install, upgrade, remove, purge in a throwaway root (this machine's twofa, if any, is left alone)"
+    export TWOFA_PACKAGE_PASSED=$passed
+    exec tests/package/throwaway-root.sh --without-twofa "$0" --in-throwaway-root \
+        "$deb1" "$deb2" "$v1" "$v2"
+fi
+
+# -- in the throwaway root -----------------------------------------------------------------
+deb1=$2 deb2=$3 v1=$4 v2=$5
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 
 status=$(dpkg-query -W -f='${Status}' twofa 2>/dev/null || true)
 if [ -n "$status" ] && [ "$status" != "unknown ok not-installed" ]; then
-    echo "error: the package twofa is on this machine ($status); this test purges it" >&2
-    exit 1
+    fail "the throwaway root starts without twofa (it has: $status)"
 fi
 for d in /etc/twofa /var/lib/twofa; do
-    if [ -e "$d" ]; then
-        echo "error: $d exists (packaging/install.sh?); purging the test package would delete it" >&2
-        exit 1
-    fi
+    [ ! -e "$d" ] || fail "the throwaway root starts without $d"
 done
-
-need=()
-for p in lintian pamtester oathtool dpkg-dev gcc libpam0g-dev util-linux; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-    step "installing ${need[*]}"
-    timeout "$T" apt-get update -q
-    timeout 600 apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
-
-# -- cleanup, whatever happens -------------------------------------------------------------
 
 work=$(mktemp -d /tmp/twofa-e2e-pkg.XXXXXX)
 suffix=$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')
 user=twofa-e2e-pkg-$suffix
 service=twofa-e2e-pkg-$suffix
-had_twofa_user=no
-getent passwd twofa >/dev/null && had_twofa_user=yes
-had_twofa_group=no
-getent group twofa >/dev/null && had_twofa_group=yes
-
+# The throwaway root is discarded as a whole; only the test user's processes need ending.
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    set +e
-    echo "== cleanup"
-    if dpkg-query -W -f='${Status}' twofa 2>/dev/null | grep -qv 'not-installed'; then
-        timeout "$T" dpkg --purge twofa >"$work/cleanup-purge.log" 2>&1 \
-            || cat "$work/cleanup-purge.log" >&2
-    fi
-    rm -f "/etc/pam.d/$service"
-    if getent passwd "$user" >/dev/null; then
-        pkill -KILL -u "$user" 2>/dev/null
-        userdel -r -f "$user" >/dev/null 2>&1
-    fi
-    if [ "$had_twofa_user" = no ] && getent passwd twofa >/dev/null; then
-        userdel twofa >/dev/null 2>&1
-    fi
-    if [ "$had_twofa_group" = no ] && getent group twofa >/dev/null; then
-        groupdel twofa >/dev/null 2>&1
-    fi
-    rm -rf "$work"
+    pkill -KILL -u "$user" 2>/dev/null || true
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 143' INT TERM
 
-# -- build ---------------------------------------------------------------------------------
-
-v1=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
-v2=$v1+pkgtest2
-multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-
-step "build $v1 and $v2 (release)"
-deb1=$(TWOFA_DEB_OUT=$work/v1 packaging/build-deb.sh | tail -n1)
-deb2=$(TWOFA_DEB_VERSION=$v2 TWOFA_DEB_OUT=$work/v2 packaging/build-deb.sh | tail -n1)
-check "built $(basename "$deb1")" test -f "$deb1"
-check "built $(basename "$deb2") without a source edit" \
-    sh -c "dpkg-deb -f '$deb2' Version | grep -qx '$v2'"
-# v2's default policy differs from v1's (as when upstream changes a default): the case where
-# dpkg would ask about an admin-edited conffile, unless told to keep it.
-rebuild=$work/v2-tree
-dpkg-deb -R "$deb2" "$rebuild"
-echo "# a changed default in $v2" >>"$rebuild/etc/twofa/twofa.toml"
-(cd "$rebuild" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z \
-    | xargs -0 md5sum >DEBIAN/md5sums)
-dpkg-deb -Zxz --root-owner-group --build "$rebuild" "$deb2" >/dev/null
-
-step "lintian"
-lintian --fail-on error,warning "$deb1" >"$work/lintian.log" 2>&1 || {
-    cat "$work/lintian.log"
-    fail "lintian: no errors and no warnings"
-}
-cat "$work/lintian.log"
-ok "lintian: no errors and no warnings"
-
 # -- install -------------------------------------------------------------------------------
 
 step "install $v1"
-timeout "$T" apt-get install -y -q --no-install-recommends "$deb1" </dev/null >"$work/install.log" 2>&1 || {
+# As an admin's script runs it: no terminal, no DEBIAN_FRONTEND (debconf then has no usable
+# frontend: a maintainer script that starts one prints "unable to initialize frontend").
+timeout "$T" env -u DEBIAN_FRONTEND apt-get install -y -q --no-install-recommends "$deb1" </dev/null >"$work/install.log" 2>&1 || {
     cat "$work/install.log"
     fail "apt-get install ./$(basename "$deb1")"
 }
@@ -168,8 +158,9 @@ check "system user twofa (uid $tuid, home $thome, shell $tshell)" \
     -a ! -e /nonexistent
 check "group twofa" sh -c "getent group twofa >/dev/null"
 check "pam-auth-update profile installed, not enabled (Default: no)" \
-    sh -c "test -f /usr/share/pam-configs/twofa && grep -qx twofa /var/lib/pam/seen \
-           && ! grep -q pam_twofa /etc/pam.d/common-auth"
+    sh -c "test -f /usr/share/pam-configs/twofa && ! grep -q pam_twofa /etc/pam.d/common-auth"
+check "no debconf noise on a non-interactive install" \
+    sh -c "! grep -q 'unable to initialize frontend' '$work/install.log'"
 check "twofa-enroll check-config accepts the installed policy" \
     sh -c "/usr/bin/twofa-enroll check-config >/dev/null"
 
@@ -296,7 +287,7 @@ step "remove"
 printf '# delivery secrets\n' >/etc/twofa/secrets.toml
 chmod 0600 /etc/twofa/secrets.toml
 snapshot >"$work/before-remove"
-timeout "$T" apt-get remove -y -q twofa </dev/null >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "remove"; }
+timeout "$T" env -u DEBIAN_FRONTEND apt-get remove -y -q twofa </dev/null >"$work/remove.log" 2>&1 || { cat "$work/remove.log"; fail "remove"; }
 cat "$work/remove.log"
 check "package removed, configuration left (rc)" \
     test "$(dpkg-query -W -f='${Status}' twofa)" = "deinstall ok config-files"
@@ -313,8 +304,10 @@ check "remove said that purge deletes the data" grep -q "purging the package del
 # -- purge ---------------------------------------------------------------------------------
 
 step "purge"
-timeout "$T" apt-get purge -y -q twofa </dev/null >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "purge"; }
+timeout "$T" env -u DEBIAN_FRONTEND apt-get purge -y -q twofa </dev/null >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "purge"; }
 cat "$work/purge.log"
+check "no debconf noise on a non-interactive remove or purge" \
+    sh -c "! grep -q 'unable to initialize frontend' '$work/remove.log' '$work/purge.log'"
 check "purge said it removes /var/lib/twofa" grep -q "twofa: purge: removing /var/lib/twofa" "$work/purge.log"
 check "purge said it removes /etc/twofa" grep -q "twofa: purge: removing /etc/twofa" "$work/purge.log"
 check "/var/lib/twofa and /etc/twofa gone" test ! -e /var/lib/twofa -a ! -e /etc/twofa
