@@ -155,13 +155,13 @@ impl<'a> Syslog<'a> {
         }
         let start = Instant::now();
         let counted = if unknown {
-            self.lost
-                .give_back(Count::Unreadable, budget.lock_wait())
-                .is_ok()
-                && (missing == 0 || self.lost.add(missing, budget.lock_wait()).is_ok())
+            // An unknown number was lost and could not be reported: still unknown, whatever
+            // this line adds to it.
+            self.lost.give_back(Count::Unreadable, budget.lock_wait())
         } else {
-            self.lost.add(missing, budget.lock_wait()).is_ok()
-        };
+            self.lost.add(missing, budget.lock_wait())
+        }
+        .is_ok();
         budget.charge(start);
         match (delivered, counted) {
             (true, _) => Sent::Delivered,
