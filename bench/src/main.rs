@@ -27,6 +27,10 @@
 //! /etc/shadow (the system's lines plus `twofa-e2e-bNNNNN`). Only the bench and its children see the users; nothing
 //! needs removing afterwards but the temporary directory.
 //!
+//! The log: the namespace gets its own /dev/log, read by a thread as quickly as journald, and
+//! an overlay on /run (`devlog.rs`); a probe measures pam_twofa's log wait with that reader
+//! stopped and checks that every line it could not send was counted.
+//!
 //! Concurrency: N workers are N processes (this program re-run with `--worker`), released
 //! together at one CLOCK_MONOTONIC instant. Processes, not threads, because that is what a PAM
 //! login is (sshd forks one process per connection, sudo is one process), and because
