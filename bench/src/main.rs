@@ -27,6 +27,10 @@
 //! /etc/shadow (the system's lines plus `twofa-e2e-bNNNNN`). Only the bench and its children see the users; nothing
 //! needs removing afterwards but the temporary directory.
 //!
+//! The log: the namespace gets its own /dev/log, read by a thread as quickly as journald, and
+//! an overlay on /run (`devlog.rs`); a probe measures pam_twofa's log wait with that reader
+//! stopped and checks that every line it could not send was counted.
+//!
 //! Concurrency: N workers are N processes (this program re-run with `--worker`), released
 //! together at one CLOCK_MONOTONIC instant. Processes, not threads, because that is what a PAM
 //! login is (sshd forks one process per connection, sudo is one process), and because
@@ -55,6 +59,7 @@ use std::ptr;
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
 
+mod devlog;
 mod fleet;
 
 // ---------------------------------------------------------------------------------------------
@@ -1539,6 +1544,9 @@ fn run_all(o: &Options) -> Result<(), String> {
         keep: o.keep,
     };
     overlay_etc(&base)?;
+    // Declared after `_cleanup`, so dropped before it: /run and /dev are detached before the
+    // directory under them is removed.
+    let devlog = devlog::DevLog::start(&base)?;
     let mut modules: Vec<(Module, PathBuf)> = Vec::new();
     for &m in &o.modules {
         match module_path(m) {
@@ -1717,6 +1725,17 @@ fn run_all(o: &Options) -> Result<(), String> {
                 }
             }
         }
+        if world.modules.iter().any(|(m, _)| *m == Module::Twofa) {
+            let n = if o.smoke { 5 } else { 20 };
+            let w = devlog::probe(&bench, &world, Module::Twofa.service(), &devlog, n)?;
+            if let (Some(r), Some(st)) = (&w.reading, &w.stalled) {
+                eprintln!(
+                    "   pam_twofa log wait (wrong code): p50 {:>6.0} us reader running, {:>6.0} us reader stopped (+{:.0} ms; bound 250 ms), {} of {} lines counted",
+                    r.p50_us, st.p50_us, (st.p50_us - r.p50_us) / 1000.0, w.counted, w.logins
+                );
+            }
+            report.log_wait = Some(w);
+        }
         if o.probes {
             let mut probes: Vec<(String, &str, Mode)> = vec![
                 (FLOOR.into(), "bench-floor", Mode::Floor),
@@ -1868,6 +1887,8 @@ struct Report {
     sizes: Vec<(String, u64)>,
     /// `--fleet`: what the fleet part found beside its login rows (which are in `logins`).
     fleet: Option<fleet::FleetReport>,
+    /// pam_twofa's log wait with a stalled /dev/log reader.
+    log_wait: Option<devlog::LogWait>,
 }
 
 impl Report {
@@ -2058,6 +2079,31 @@ impl Report {
                     s,
                     "| {shown} | {p50:.0} | {p90:.0} | {} |",
                     tw.map_or("—".into(), |t| ratio(t, *p50))
+                );
+            }
+        }
+        if let Some(w) = &self.log_wait {
+            if let (Some(r), Some(st)) = (&w.reading, &w.stalled) {
+                let _ = writeln!(
+                    s,
+                    "\n### pam_twofa's log wait: a stalled /dev/log reader (wrong code, one worker, {} logins each)\n",
+                    w.logins
+                );
+                let _ = writeln!(
+                    s,
+                    "| /dev/log reader | p50 µs | p99 µs | lines counted as lost |"
+                );
+                let _ = writeln!(s, "|---|---:|---:|---:|");
+                let _ = writeln!(s, "| reading | {:.0} | {:.0} | 0 |", r.p50_us, r.p99_us);
+                let _ = writeln!(
+                    s,
+                    "| stopped, queue full | {:.0} | {:.0} | {} of {} |",
+                    st.p50_us, st.p99_us, w.counted, w.logins
+                );
+                let _ = writeln!(
+                    s,
+                    "\nA stalled reader costs a login {:.0} ms at the median (bound: 250 ms of log wait per login).",
+                    (st.p50_us - r.p50_us) / 1000.0
                 );
             }
         }

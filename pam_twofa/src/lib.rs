@@ -100,6 +100,7 @@ fn guarded(
     IN_MODULE.with(|f| f.set(false));
     result.unwrap_or_else(|_| {
         syslog::send(
+            pamh,
             Level::Error,
             "pam_twofa: internal error (caught panic); access denied",
         );
@@ -132,7 +133,7 @@ fn authenticate(pamh: &mut PamHandle, words: &[&CStr], flags: PamFlag) -> PamRes
     let args = match args::parse(words.iter().map(String::as_str)) {
         Ok(a) => a,
         Err(e) => {
-            syslog::send(Level::Error, &format!("{prefix}: {e}; access denied"));
+            syslog::send(pamh, Level::Error, &format!("{prefix}: {e}; access denied"));
             return PamResultCode::PAM_AUTHINFO_UNAVAIL;
         }
     };
@@ -140,6 +141,7 @@ fn authenticate(pamh: &mut PamHandle, words: &[&CStr], flags: PamFlag) -> PamRes
         Mode::PasswordFailed => {
             if !ffi::set_mark(pamh, MARK) {
                 syslog::send(
+                    pamh,
                     Level::Error,
                     &format!("{prefix}: could not set the password-failed mark"),
                 );
@@ -159,6 +161,7 @@ fn pubkey_done(pamh: &mut PamHandle, args: &ModuleArgs, prefix: &str) -> PamResu
     let key = info.lines().any(|l| l.starts_with("publickey "));
     if args.debug {
         syslog::send(
+            pamh,
             Level::Debug,
             &format!("{prefix}: pubkey_done: public key verified: {key}"),
         );
@@ -188,13 +191,17 @@ fn user_and_rhost(
     pamh: &mut PamHandle,
     prefix: &str,
 ) -> Result<(String, Option<String>), PamResultCode> {
-    let user = pamh.get_user(None).map_err(|e| {
-        syslog::send(
-            Level::Error,
-            &format!("{prefix}: could not get the user name ({e:?}); access denied"),
-        );
-        PamResultCode::PAM_AUTH_ERR
-    })?;
+    let user = match pamh.get_user(None) {
+        Ok(user) => user,
+        Err(e) => {
+            syslog::send(
+                pamh,
+                Level::Error,
+                &format!("{prefix}: could not get the user name ({e:?}); access denied"),
+            );
+            return Err(PamResultCode::PAM_AUTH_ERR);
+        }
+    };
     let rhost = match pamh.get_item::<RHost>() {
         Ok(Some(h)) => Some(h.to_string_lossy().into_owned()),
         _ => None,
@@ -212,6 +219,7 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) 
         Ok(c) => c,
         Err(e) => {
             syslog::send(
+                pamh,
                 Level::Error,
                 &format!("{prefix}: outcome=error reason=config-error: {e}"),
             );
@@ -224,6 +232,7 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) 
     };
     let Some(field) = ffi::authtok(pamh, FIELD_PROMPT) else {
         syslog::send(
+            pamh,
             Level::Notice,
             &format!("{prefix}: no password field (conversation failed); access denied"),
         );
@@ -241,6 +250,7 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) 
     let split = login::split_field(&config, &store, &System, &req, &field);
     if !ffi::set_authtok(pamh, &split.password) {
         syslog::send(
+            pamh,
             Level::Error,
             &format!("{prefix}: could not hand the password on (PAM_AUTHTOK); access denied"),
         );
@@ -249,6 +259,7 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) 
     let key = KEPT.to_str().unwrap_or_default();
     if pamh.set_data(key, Box::new(KeptCode(split.code))).is_err() {
         syslog::send(
+            pamh,
             Level::Error,
             &format!("{prefix}: could not keep the code for the next line; access denied"),
         );
@@ -256,6 +267,7 @@ fn concat(pamh: &mut PamHandle, args: &ModuleArgs, service: &str, prefix: &str) 
     }
     if args.debug {
         syslog::send(
+            pamh,
             Level::Debug,
             &format!("{prefix}: concat: field split for user {user:?}"),
         );
@@ -347,10 +359,11 @@ fn verify(
     match fallback {
         // One line still: the decision, and that it was made on this host's files alone.
         Some(why) => log_decision(
+            pamh,
             &format!("{prefix}: store=local (fleet store unreachable: {why})"),
             &decision,
         ),
-        None => log_decision(prefix, &decision),
+        None => log_decision(pamh, prefix, &decision),
     }
     match decision.outcome {
         Outcome::Success => PamResultCode::PAM_SUCCESS,
@@ -360,11 +373,11 @@ fn verify(
     }
 }
 
-fn log_decision(prefix: &str, decision: &Decision) {
+fn log_decision(pamh: &mut PamHandle, prefix: &str, decision: &Decision) {
     let level = match decision.outcome {
         Outcome::Success | Outcome::Ignore => Level::Info,
         Outcome::Deny => Level::Notice,
         Outcome::Error => Level::Error,
     };
-    syslog::send(level, &format!("{prefix}: {}", decision.event));
+    syslog::send(pamh, level, &format!("{prefix}: {}", decision.event));
 }

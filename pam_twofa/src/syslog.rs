@@ -1,30 +1,24 @@
-//! One authpriv line per decision, sent to /dev/log without ever blocking.
+//! The module's log lines: [`twofa_core::syslog`] (bounded wait, lost lines counted and
+//! reported), with the login's budget kept on the PAM handle.
 //!
-//! Not syslog(3): glibc's send() blocks when the log daemon stops reading, and a stalled
-//! journald must not freeze every sshd login. We send one datagram, non-blocking, and drop it
-//! silently when there is no /dev/log or its queue is full. No openlog: the host program owns
-//! the process's syslog settings. Lines never carry a secret, a code or a password.
+//! The budget lives in the handle (pam_set_data), not in the process: one handle is one
+//! login, and every pam_twofa line of its stack and every retry on it (sudo asks up to three
+//! times) share one [`LOGIN_BUDGET`](twofa_core::syslog::LOGIN_BUDGET), while a process that
+//! runs many logins (a PAM-using daemon) gives each its own.
 
-use std::os::unix::net::UnixDatagram;
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::time::Duration;
 
-/// LOG_AUTHPRIV from <syslog.h>.
-const LOG_AUTHPRIV: u8 = 10 << 3;
+use pam::module::PamHandle;
+pub use twofa_core::syslog::Level;
+use twofa_core::syslog::{Budget, Syslog};
 
-/// Severity of a line.
-#[derive(Debug, Clone, Copy)]
-pub enum Level {
-    /// LOG_ERR: twofa could not decide (broken config or files).
-    Error = 3,
-    /// LOG_NOTICE: a denial.
-    Notice = 5,
-    /// LOG_INFO: a success or a pass-through.
-    Info = 6,
-    /// LOG_DEBUG: only with the `debug` argument.
-    Debug = 7,
-}
+/// pam_set_data name of the time this login has spent logging.
+const SPENT: &CStr = c"twofa.log_spent";
 
-/// Where syslog listens. Not configurable: tests bind their own listener here.
-const DEV_LOG: &str = "/dev/log";
+/// What is stored under [`SPENT`].
+struct Spent(Cell<Duration>);
 
 /// The host program's name, as syslog(3) would put it (sshd, sudo, su, vsftpd).
 fn ident() -> String {
@@ -35,20 +29,24 @@ fn ident() -> String {
         .unwrap_or_else(|| "pam_twofa".to_string())
 }
 
-/// Sends `message` at `level`; never blocks, never fails the login.
-pub fn send(level: Level, message: &str) {
-    let line = format!(
-        "<{}>{}[{}]: {}",
-        LOG_AUTHPRIV | level as u8,
-        ident(),
-        std::process::id(),
-        message
-    );
-    let Ok(socket) = UnixDatagram::unbound() else {
-        return;
-    };
-    if socket.set_nonblocking(true).is_err() {
-        return;
+/// Sends `message` at `level` within what is left of this login's log budget; never fails the
+/// login, never waits longer than the budget.
+pub fn send(pamh: &mut PamHandle, level: Level, message: &str) {
+    let key = SPENT.to_str().unwrap_or_default();
+    // SAFETY: the only value ever stored under SPENT is a `Spent`, below.
+    let stored = unsafe { pamh.get_data::<Spent>(key) }
+        .ok()
+        .map(|s| s.0.get());
+    let mut budget = Budget::with_spent(stored.unwrap_or_default());
+    Syslog::system().send(&mut budget, &ident(), level, message);
+    if stored.is_some() {
+        // SAFETY: as above; the entry was found a moment ago and nothing replaced it since.
+        if let Ok(s) = unsafe { pamh.get_data::<Spent>(key) } {
+            s.0.set(budget.spent());
+        }
+    } else {
+        // Without the entry the next line of this login starts a fresh budget: still bounded
+        // per line, and pam_set_data fails only when memory runs out.
+        let _ = pamh.set_data(key, Box::new(Spent(Cell::new(budget.spent()))));
     }
-    let _ = socket.send_to(line.as_bytes(), DEV_LOG);
 }

@@ -443,37 +443,89 @@ impl SecureDir {
     /// stopped process can't hang every login. The lock ends when the guard is dropped or the
     /// process dies.
     pub fn lock(&self, name: &str, deadline: Duration) -> Result<LockGuard, FileError> {
+        match self.open_locked(name, true, deadline)? {
+            Some(file) => Ok(LockGuard { _file: file }),
+            // Created above and never removed: only a process outside twofa removed it.
+            None => Err(FileError::LockTimeout(self.child(name))),
+        }
+    }
+
+    /// Opens `name` (a root-only file of this directory, created empty 0600 with `create`)
+    /// for reading and writing and takes its exclusive lock, retrying without blocking until
+    /// `deadline`. For small files that are removed under their own lock (the lost-log-lines
+    /// counter): a file removed while we waited for its lock is opened again (created again
+    /// with `create`), so nothing is ever written to a name-less inode. `Ok(None)`: it does
+    /// not exist (and `create` is false). The lock ends when the file is dropped.
+    pub fn open_locked(
+        &self,
+        name: &str,
+        create: bool,
+        deadline: Duration,
+    ) -> Result<Option<File>, FileError> {
         let path = self.child(name);
-        let flags = OFlag::O_RDWR
-            | OFlag::O_CREAT
+        let mut flags = OFlag::O_RDWR
             | OFlag::O_NOFOLLOW
             | OFlag::O_CLOEXEC
             | OFlag::O_NONBLOCK
             | OFlag::O_NOCTTY;
-        let fd = openat(
-            self.dir.as_fd(),
-            name,
-            flags,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(|e| open_error(&path, e))?;
-        let file = File::from(fd);
-        let meta = file.metadata().map_err(|e| io_err(&path, e))?;
-        check_meta(&path, &meta, &Rules::SECRET)?;
+        if create {
+            flags |= OFlag::O_CREAT;
+        }
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(LockGuard { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    if start.elapsed() >= deadline {
-                        return Err(FileError::LockTimeout(path));
+            let fd = match openat(
+                self.dir.as_fd(),
+                name,
+                flags,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(e) => return Err(open_error(&path, e)),
+            };
+            let file = File::from(fd);
+            let meta = file.metadata().map_err(|e| io_err(&path, e))?;
+            // The link count is checked once the lock is held: until then a holder may remove it.
+            let rules = Rules {
+                single_link: false,
+                ..Rules::SECRET
+            };
+            check_meta(&path, &meta, &rules)?;
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        if start.elapsed() >= deadline {
+                            return Err(FileError::LockTimeout(path));
+                        }
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(20));
                     }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(20));
+                    Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path, e)),
                 }
-                Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&path, e)),
             }
+            // Removed by the holder we waited for: that inode has no name any more.
+            let links = file.metadata().map_err(|e| io_err(&path, e))?.nlink();
+            if links == 1 {
+                return Ok(Some(file));
+            }
+            if links != 0 {
+                return Err(FileError::HardLinked(path, links));
+            }
+            if !create {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Removes `name` from this directory (call it under the file's lock, see
+    /// [`SecureDir::open_locked`]). `Ok(false)`: it did not exist.
+    pub fn remove(&self, name: &str) -> Result<bool, FileError> {
+        match unlinkat(self.dir.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(io_err(&self.child(name), e)),
         }
     }
 

@@ -32,14 +32,7 @@ pub(super) fn check_clock(config: &Config) -> Finding {
         }
         _ => {}
     }
-    let running = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .map(|c| c.trim().to_string())
-        .find(|c| TIME_DAEMONS.contains(&c.as_str()));
-    match running {
+    match super::running_process(TIME_DAEMONS) {
         Some(d) => Finding::ok("clock", format!("{d} is running")),
         None => Finding::warning(
             "clock",

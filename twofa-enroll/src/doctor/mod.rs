@@ -15,10 +15,12 @@
 //! - [`fleet`]: the fleet store answers its check (fleet mode only).
 //! - [`break_glass`]: whether anyone can still get in, with or without a code.
 //! - [`orphans`]: enrollments whose account no longer exists.
+//! - [`logging`]: whether something reads /dev/log fast enough; log lines lost.
 
 mod break_glass;
 mod clock;
 mod fleet;
+mod logging;
 mod orphans;
 mod pam;
 mod policy;
@@ -82,7 +84,7 @@ impl Status {
 /// One thing doctor found: what, how bad, and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Finding {
-    /// The area: `sshd`, `pam sshd`, `config`, `storage`, `clock`, `break-glass`.
+    /// The area: `sshd`, `pam sshd`, `config`, `storage`, `clock`, `log`, `break-glass`.
     check: String,
     /// How bad.
     status: Status,
@@ -142,6 +144,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     findings.extend(fleet::check_fleet(&config));
     findings.extend(orphans::check_orphans(&config));
     findings.push(clock::check_clock(&config));
+    findings.extend(logging::check_logging());
 
     let mut paths = policy::policy_ways_in(&config, policy::now());
     paths.extend(break_glass::console_without_twofa(&args.pam_dir));
@@ -161,6 +164,18 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
 
     print(&findings, args.json)?;
     outcome(&findings)
+}
+
+/// The first of `names` (process names as in `/proc/*/comm`, 15 characters at most) that a
+/// running process has.
+fn running_process(names: &[&str]) -> Option<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .find(|c| names.contains(&c.as_str()))
 }
 
 /// Exit status 1, with a count, when any finding is an error.
