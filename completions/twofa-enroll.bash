@@ -188,13 +188,17 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__doctor)
-            opts="-h --sshd-config --pam-dir --json --config --help"
+            opts="-h --sshd-config --sshd-service --pam-dir --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --sshd-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sshd-service)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -39,6 +39,10 @@ pub struct Args {
     /// sshd configuration to check, passed to `sshd -T -f FILE` (default: the system's).
     #[arg(long, value_name = "FILE")]
     sshd_config: Option<PathBuf>,
+    /// The PAM service of the sshd to check: sshd names it after its program, so a second
+    /// sshd started through a symlink named sshd-twofa uses /etc/pam.d/sshd-twofa.
+    #[arg(long, value_name = "NAME", default_value = "sshd")]
+    sshd_service: String,
     /// Directory of PAM service files to check.
     #[arg(long, value_name = "DIR", default_value = PAM_DIR)]
     pam_dir: PathBuf,
@@ -129,12 +133,15 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     let stacks = pam::read_stacks(&args.pam_dir);
 
     // sshd's settings matter only where its PAM service asks for the code.
-    let sshd = if stacks.iter().any(|s| s.name == "sshd") {
+    let sshd = if stacks.iter().any(|s| s.name == args.sshd_service) {
         sshd::read_sshd(args.sshd_config.as_deref())
     } else {
         sshd::SshdView::NotUsed
     };
-    findings.extend(sshd::check_view(&sshd, &args.pam_dir));
+    findings.extend(sshd::check_view(
+        &sshd,
+        &args.pam_dir.join(&args.sshd_service),
+    ));
 
     let (config_findings, config) = policy::check_configs(config_path, &stacks);
     findings.extend(config_findings);

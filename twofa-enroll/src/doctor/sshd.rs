@@ -66,15 +66,16 @@ pub(super) fn read_sshd(config: Option<&Path>) -> SshdView {
     }
 }
 
-/// Findings for what `sshd -T` said, or why it said nothing.
-pub(super) fn check_view(view: &SshdView, pam_dir: &Path) -> Vec<Finding> {
+/// Findings for what `sshd -T` said, or why it said nothing; `service` is the PAM service
+/// file of the sshd checked.
+pub(super) fn check_view(view: &SshdView, service: &Path) -> Vec<Finding> {
     match view {
         SshdView::Missing => vec![Finding::ok("sshd", "sshd is not installed: skipped")],
         SshdView::NotUsed => vec![Finding::ok(
             "sshd",
             format!(
                 "{} doesn't load pam_twofa: sshd's settings not checked",
-                pam_dir.join("sshd").display()
+                service.display()
             ),
         )],
         SshdView::Failed(why) => vec![Finding::error(
