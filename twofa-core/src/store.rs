@@ -1,9 +1,10 @@
 //! Where enrollments and state live, as a trait of atomic per-user operations.
 //!
-//! Not load/save of a struct: each operation is what a database can do in one statement
-//! (fleet mode), and what the file store does under the user's lock (read, decide, write,
-//! unlock). Nothing holds a lock across a conversation: the caller converses first, then calls
-//! one operation.
+//! Not load/save of a struct: every change to a user's state is a [`StateOp`] value, applied
+//! by the one pure [`UserState::apply`] inside one [`Store::update`], which each backend
+//! implements once: under the user's lock (files) or in one transaction with the account's
+//! row locked (fleet mode): read, apply, write. Nothing holds a lock across a conversation:
+//! the caller converses first, then makes one update.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,9 @@ use std::sync::OnceLock;
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
-use crate::state::UserState;
 pub use crate::state::{
-    Challenge, ChallengeOutcome, FailureOutcome, Lockout, RecoveryOutcome, SendOutcome, StepOutcome,
+    Challenge, ChallengeOutcome, FailureOutcome, Lockout, OpOutcome, RecoveryOutcome, SendOutcome,
+    StateOp, StepOutcome, UserState,
 };
 use crate::tomlfile::FieldError;
 
@@ -58,6 +59,18 @@ impl From<FileError> for StoreError {
 }
 
 /// The atomic operations twofa needs of its storage.
+///
+/// A backend implements three kinds of method:
+/// - reads, which change nothing: [`Store::enrollment`], [`Store::enrolled_names`],
+///   [`Store::state`];
+/// - enrollment writes, by admin commands and self-enrollment: [`Store::put_enrollment`]
+///   (which also makes the state follow the new enrollment) and
+///   [`Store::disable_enrollment`];
+/// - every change to a user's state: [`Store::update`], once.
+///
+/// The typed methods below `update` (`accept_step`, `record_failure`...) are provided: each
+/// builds its [`StateOp`] and checks that the [`OpOutcome`] is of its kind. A backend never
+/// implements them: a rule lives in [`UserState::apply`], not in six places.
 pub trait Store {
     /// The account's enrollment, if any.
     fn enrollment(&self, account: &Account) -> Result<Option<Enrollment>, StoreError>;
@@ -76,67 +89,139 @@ pub trait Store {
     fn enrolled_names(&self) -> Result<Vec<String>, StoreError>;
     /// The account's state (defaults when none was written yet).
     fn state(&self, account: &Account) -> Result<UserState, StoreError>;
-    /// Accepts TOTP step `step` only if the account is not locked and the step is above the
-    /// watermark, making it the new watermark; a success also resets failures and lock
-    /// ([`UserState::accept_step`]).
+    /// Applies `op` to the account's state atomically ([`UserState::apply`]): with the account
+    /// locked against every other writer, read the state, apply, write it back if it changed.
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError>;
+
+    /// [`StateOp::AcceptStep`]: TOTP step `step` is accepted only if the account is not
+    /// locked and the step is above the watermark; a success also resets failures and lock.
     fn accept_step(
         &self,
         account: &Account,
         step: u64,
         now: u64,
-    ) -> Result<StepOutcome, StoreError>;
-    /// Accepts HOTP counter `counter` only if not reached before, moving the next counter past
-    /// it ([`UserState::accept_hotp`]); `enrolled_counter` is where the token started.
+    ) -> Result<StepOutcome, StoreError> {
+        let op = StateOp::AcceptStep { step, now };
+        match self.update(account, &op)? {
+            OpOutcome::Step(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::AcceptHotp`]: HOTP counter `counter` is accepted only if not reached
+    /// before; `enrolled_counter` is where the token started.
     fn accept_hotp(
         &self,
         account: &Account,
         counter: u64,
         enrolled_counter: u64,
         now: u64,
-    ) -> Result<StepOutcome, StoreError>;
-    /// Remembers `host` for the account until `until` ([`UserState::remember_host`]).
+    ) -> Result<StepOutcome, StoreError> {
+        let op = StateOp::AcceptHotp {
+            counter,
+            enrolled_counter,
+            now,
+        };
+        match self.update(account, &op)? {
+            OpOutcome::Step(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::RememberHost`]: remembers `host` for the account until `until`.
     fn remember_host(
         &self,
         account: &Account,
         host: &str,
         now: u64,
         until: u64,
-    ) -> Result<(), StoreError>;
-    /// Uses the recovery code with stored hash `hash_hex` once
-    /// ([`UserState::consume_recovery`]).
+    ) -> Result<(), StoreError> {
+        let host = host.to_string();
+        done(self, account, StateOp::RememberHost { host, now, until })
+    }
+    /// [`StateOp::ConsumeRecovery`]: uses the recovery code with stored hash `hash_hex` once.
     fn consume_recovery(
         &self,
         account: &Account,
         hash_hex: &str,
         now: u64,
-    ) -> Result<RecoveryOutcome, StoreError>;
-    /// Counts one out-of-band send unless the limit is reached ([`UserState::count_send`]).
+    ) -> Result<RecoveryOutcome, StoreError> {
+        let hash_hex = hash_hex.to_string();
+        let op = StateOp::ConsumeRecovery { hash_hex, now };
+        match self.update(account, &op)? {
+            OpOutcome::Recovery(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::CountSend`]: counts one out-of-band send unless the limit is reached.
     fn count_send(
         &self,
         account: &Account,
         now: u64,
         limit: u32,
         window: u64,
-    ) -> Result<SendOutcome, StoreError>;
-    /// Replaces the pending out-of-band code ([`UserState::put_challenge`]).
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError>;
-    /// Checks an answer against the pending code, spending it if right
-    /// ([`UserState::take_challenge`]).
+    ) -> Result<SendOutcome, StoreError> {
+        let op = StateOp::CountSend { now, limit, window };
+        match self.update(account, &op)? {
+            OpOutcome::Send(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::PutChallenge`]: replaces the pending out-of-band code.
+    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
+        done(self, account, StateOp::PutChallenge(challenge))
+    }
+    /// [`StateOp::TakeChallenge`]: checks an answer against the pending code, spending it if
+    /// right.
     fn take_challenge(
         &self,
         account: &Account,
         answer: &[u8],
         now: u64,
-    ) -> Result<ChallengeOutcome, StoreError>;
-    /// Counts one failed attempt under `lockout` ([`UserState::record_failure`]).
+    ) -> Result<ChallengeOutcome, StoreError> {
+        let answer = zeroize::Zeroizing::new(answer.to_vec());
+        let op = StateOp::TakeChallenge { answer, now };
+        match self.update(account, &op)? {
+            OpOutcome::Challenge(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::RecordFailure`]: counts one failed attempt under `lockout`.
     fn record_failure(
         &self,
         account: &Account,
         now: u64,
         lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError>;
-    /// Clears the failure count and any lock.
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError>;
+    ) -> Result<FailureOutcome, StoreError> {
+        let op = StateOp::RecordFailure {
+            now,
+            lockout: *lockout,
+        };
+        match self.update(account, &op)? {
+            OpOutcome::Failure(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::ResetFailures`]: clears the failure count and any lock.
+    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
+        done(self, account, StateOp::ResetFailures)
+    }
+}
+
+/// Runs an operation whose outcome is [`OpOutcome::Done`].
+fn done<S: Store + ?Sized>(store: &S, account: &Account, op: StateOp) -> Result<(), StoreError> {
+    match store.update(account, &op)? {
+        OpOutcome::Done => Ok(()),
+        other => Err(wrong_kind(&op, other)),
+    }
+}
+
+/// An outcome of another kind than the operation gives: only a store across a wire can
+/// answer one (a helper of another release, or a garbled line), and it decides nothing.
+fn wrong_kind(op: &StateOp, got: OpOutcome) -> StoreError {
+    StoreError::Backend(format!(
+        "the store answered `{}` to `{}`",
+        got.encode(),
+        op.word()
+    ))
 }
 
 /// The default store: files below one root-owned directory.
@@ -345,78 +430,8 @@ impl Store for FileStore {
         }
     }
 
-    fn accept_step(
-        &self,
-        account: &Account,
-        step: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.accept_step(step, now))
-    }
-
-    fn record_failure(
-        &self,
-        account: &Account,
-        now: u64,
-        lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError> {
-        self.update_state(account, |s| s.record_failure(now, lockout))
-    }
-
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
-        self.update_state(account, UserState::reset_failures)
-    }
-
-    fn consume_recovery(
-        &self,
-        account: &Account,
-        hash_hex: &str,
-        now: u64,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        self.update_state(account, |s| s.consume_recovery(hash_hex, now))
-    }
-
-    fn accept_hotp(
-        &self,
-        account: &Account,
-        counter: u64,
-        enrolled_counter: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
-    }
-
-    fn remember_host(
-        &self,
-        account: &Account,
-        host: &str,
-        now: u64,
-        until: u64,
-    ) -> Result<(), StoreError> {
-        self.update_state(account, |s| s.remember_host(host, until, now))
-    }
-
-    fn count_send(
-        &self,
-        account: &Account,
-        now: u64,
-        limit: u32,
-        window: u64,
-    ) -> Result<SendOutcome, StoreError> {
-        self.update_state(account, |s| s.count_send(now, limit, window))
-    }
-
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
-        self.update_state(account, |s| s.put_challenge(challenge))
-    }
-
-    fn take_challenge(
-        &self,
-        account: &Account,
-        answer: &[u8],
-        now: u64,
-    ) -> Result<ChallengeOutcome, StoreError> {
-        self.update_state(account, |s| s.take_challenge(answer, now))
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+        self.update_state(account, |s| s.apply(op))
     }
 }
 

@@ -720,3 +720,43 @@ fn the_helper_answers_a_broken_settings_file_with_its_line() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_module_of_protocol_1_is_refused_by_the_helper_as_an_error_and_changes_nothing() -> TestResult {
+    use std::io::Write;
+    let (env, s) = env_and_store!("old_module");
+    // What a module of protocol 1 sent: no protocol line, a request word per operation.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-store"))
+        .arg("serve")
+        .arg("--settings")
+        .arg(&env.settings_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(b"state x616c696365 1000 1000\naccept_step x616c696365 1000 1000 57 1710\n")?;
+    let out = child.wait_with_output()?;
+    let replies = String::from_utf8(out.stdout)?;
+    let replies: Vec<&str> = replies.lines().collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    for reply in replies {
+        match twofa_core::wire::parse_reply(reply) {
+            Err(StoreError::Backend(m)) => assert!(
+                m.contains("twofa-store speaks store protocol 2")
+                    && m.contains("it speaks store protocol 1"),
+                "{m}"
+            ),
+            other => return Err(format!("expected a backend error, got {other:?}").into()),
+        }
+    }
+    assert_eq!(s.state(&account("alice"))?.totp_last_step, None);
+    let rows: i64 = env
+        .admin()?
+        .query_one("SELECT count(*) FROM twofa_state", &[])?
+        .try_get(0)?;
+    assert_eq!(rows, 0);
+    Ok(())
+}
