@@ -17,9 +17,10 @@ use twofa_core::login::cut_code;
 use twofa_core::otp::{self, Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
 use twofa_core::recovery;
 use twofa_core::secret::MIN_BITS;
-use twofa_core::state::UserState;
+use twofa_core::state::{OpOutcome, StateOp, UserState};
 use twofa_core::tomlfile::{Doc, FieldError};
 use twofa_core::uri;
+use twofa_core::wire::Request;
 
 /// The checks of one target, on one input.
 pub type Check = fn(&[u8]);
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("state", state),
     ("otpauth_uri", otpauth_uri),
     ("concat_split", concat_split),
+    ("store_wire", store_wire),
 ];
 
 /// An error's line, when it has one, is a line of the text.
@@ -311,4 +313,26 @@ pub fn concat_split(data: &[u8]) {
         matched.is_some_and(|s| (current..=last).contains(&s)),
         "{matched:?}"
     );
+}
+
+/// The helper protocol's requests and the text forms of state operations and outcomes (what
+/// the helper reads from the module, and a journal from disk): never a panic, and what is
+/// accepted is written back as text that reads as the same value.
+pub fn store_wire(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for line in text.lines() {
+        if let Ok(r) = Request::decode(line) {
+            let again = r.encode();
+            assert_eq!(Request::decode(&again).as_ref(), Ok(&r), "{line:?}");
+        }
+        if let Ok(op) = StateOp::decode(line) {
+            let again = op.encode();
+            assert_eq!(StateOp::decode(&again).as_ref(), Ok(&op), "{line:?}");
+        }
+        if let Ok(o) = OpOutcome::decode(line) {
+            assert_eq!(OpOutcome::decode(&o.encode()), Ok(o), "{line:?}");
+        }
+    }
 }

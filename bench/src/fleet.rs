@@ -573,10 +573,12 @@ impl Fleet {
             UID_BASE + user as u64
         );
         let now = unix_now();
+        // As the module sends them (twofa-core's `wire`, store protocol 2): the protocol line
+        // goes with the first request, in one write, and is answered first.
         let requests = [
-            format!("enrollment {account}\n"),
+            format!("protocol 2\nenrollment {account}\n"),
             format!("state {account}\n"),
-            format!("accept_step {account} {} {now}\n", now / PERIOD),
+            format!("update {account} v1 accept_step {} {now}\n", now / PERIOD),
         ];
         let (mut ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let out = theirs.try_clone().map_err(|e| format!("socket: {e}"))?;
@@ -599,9 +601,18 @@ impl Fleet {
             let mut times = Vec::new();
             let mut replies = Vec::new();
             let mut pending = Vec::new();
-            for req in &requests {
+            for (i, req) in requests.iter().enumerate() {
                 ours.write_all(req.as_bytes())
                     .map_err(|e| format!("writing to the helper: {e}"))?;
+                if i == 0 {
+                    let hello = read_line(&mut ours, &mut pending)?;
+                    if hello != "ok protocol 2" {
+                        return Err(format!(
+                            "the helper refused store protocol 2: {}",
+                            decode_reply(&hello)
+                        ));
+                    }
+                }
                 let line = read_line(&mut ours, &mut pending)?;
                 times.push(t0.elapsed().as_secs_f64() * 1000.0);
                 replies.push(decode_reply(&line));
@@ -658,7 +669,7 @@ impl Fleet {
                 let s = self.session(route, user)?;
                 let ok = s.replies.first().is_some_and(|r| r.starts_with("ok x"))
                     && s.replies.get(1).is_some_and(|r| r.starts_with("ok x"))
-                    && s.replies.get(2).is_some_and(|r| r == "ok accepted");
+                    && s.replies.get(2).is_some_and(|r| r == "ok v1 step accepted");
                 if !ok {
                     return Err(format!(
                         "a helper session ({}, {}) got an unexpected reply: {}",

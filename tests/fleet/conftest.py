@@ -113,6 +113,7 @@ def policy_text(
     max_failures: int = 5,
     timeout_ms: int = 3000,
     window: int = 1,
+    helper: Path = HELPER,
 ) -> str:
     """A host's twofa.toml."""
     text = (
@@ -143,7 +144,7 @@ def policy_text(
             "\n"
             "[store]\n"
             f'kind = "{kind}"\n'
-            f'helper = "{HELPER}"\n'
+            f'helper = "{helper}"\n'
             f'settings = "{settings}"\n'
             f"timeout_ms = {timeout_ms}\n"
         )

@@ -43,6 +43,7 @@ from conftest import (
     reason_of,
     report_figure,
     unlock_args,
+    write_secret,
     wrong_code,
 )
 from fleet_net import PRIMARY_ADDR, STANDBY_ADDR
@@ -287,6 +288,47 @@ def test_frozen_database_denies_within_the_deadline_or_falls_back_to_local_files
         f"frozen store ({len(pids)} postgres processes stopped): h1 denied after "
         f"{denied.elapsed:.2f}s (timeout_ms {timeout_ms}), h3 fell back to local in {fallback.elapsed:.2f}s"
     )
+
+
+# What a store helper of protocol 1 (the releases before operations were values) answers to any
+# line it does not know, the protocol line included: what a host whose package upgrade is half
+# done may run beside a newer module.
+OLD_HELPER_REFUSAL = "malformed request (is the helper the same version as the module?)"
+
+
+def test_a_helper_of_an_older_release_denies_the_login_and_never_falls_back_to_local_files(fleet):
+    user = fleet.user()
+    # Enrolled in h3's local files and imported: a fallback would find the user and let them in.
+    secret = fleet.h3.enroll(user, policy=fleet.h3.files_policy)
+    fleet.h3.cli(*CLI_STORE_IMPORT)
+    old_helper = fleet.root / "twofa-store-protocol-1"
+    write_secret(
+        old_helper,
+        "#!/bin/sh\nwhile read line; do echo 'err backend x%s'; done\n"
+        % OLD_HELPER_REFUSAL.encode().hex(),
+        0o755,
+    )
+    fleet.h3.configure(on_store_error="local", helper=old_helper)
+    right = code(secret)
+    denied = fleet.h3.login(user, right)
+    assert not denied.ok, f"h3 let the user in past a helper of another release: {describe(denied)}"
+    (line,) = fleet.syslog.wait_about(user.name, 1)
+    assert reason_of(line) == REASON_STORE_ERROR, line
+    assert "store protocol 1" in line and "this module 2" in line, (
+        f"the log line should name both protocol versions: {line}"
+    )
+    assert "upgrading the twofa package" in line, line
+    assert not re.search(FELL_BACK_LOCAL_RE, line), f"a version mismatch fell back: {line}"
+    assert not (fleet.h3.storage / "state" / f"{user.name}.toml").exists(), (
+        "the denied login wrote state to h3's local files"
+    )
+
+    # With the helper of its own release, the same code logs in: the mismatch spent nothing.
+    fleet.h3.configure(on_store_error="local")
+    again = fleet.h3.login(user, right)
+    assert again.ok, f"the matching helper refused the unspent code: {describe(again)}"
+    line = fleet.syslog.wait_about(user.name, 2)[-1]
+    assert reason_of(line) == REASON_OK and not re.search(FELL_BACK_LOCAL_RE, line), line
 
 
 # ----------------------------------------------------------------------------------------------

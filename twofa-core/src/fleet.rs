@@ -27,12 +27,9 @@ use zeroize::Zeroizing;
 use crate::config::{Config, OnStoreError, StoreKind};
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
-use crate::state::{
-    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
-    SendOutcome, StepOutcome, UserState,
-};
+use crate::state::{OpOutcome, StateOp, UserState};
 use crate::store::{FileStore, Store, StoreError};
-use crate::wire::{self, Reply, Request};
+use crate::wire::{self, Reply, Request, PROTOCOL};
 
 /// A running helper: the child and our end of its socket.
 struct Session {
@@ -81,8 +78,9 @@ pub struct HelperStore {
     /// Time spent waiting for answers so far.
     waited: std::cell::Cell<Duration>,
     session: RefCell<Option<Session>>,
-    /// Set once the helper failed: later operations of this login fail at once with it.
-    failed: RefCell<Option<String>>,
+    /// Set once the helper failed (unavailable) or refused this module's protocol (backend):
+    /// later operations of this login fail at once with it.
+    failed: RefCell<Option<StoreError>>,
 }
 
 impl std::fmt::Debug for HelperStore {
@@ -146,12 +144,14 @@ impl HelperStore {
         })
     }
 
-    /// Sends one request and reads its reply line, all within the deadline.
+    /// Sends `line` (one request, or the protocol line and a request) and reads `replies`
+    /// reply lines, all within the deadline.
     fn exchange(
         s: &mut Session,
         line: &[u8],
         deadline: Duration,
-    ) -> Result<Zeroizing<Vec<u8>>, String> {
+        replies: usize,
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
         let start = Instant::now();
         let left = |what: &str| {
             deadline
@@ -188,11 +188,17 @@ impl HelperStore {
         }
         let mut buf = Zeroizing::new(std::mem::take(&mut s.pending));
         let mut chunk = Zeroizing::new(vec![0u8; 16 * 1024]);
+        let mut lines = Vec::with_capacity(replies);
         loop {
             if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                s.pending = buf[end + 1..].to_vec();
+                let rest = Zeroizing::new(buf[end + 1..].to_vec());
                 buf.truncate(end);
-                return Ok(buf);
+                lines.push(std::mem::replace(&mut buf, rest));
+                if lines.len() == replies {
+                    s.pending = buf.to_vec();
+                    return Ok(lines);
+                }
+                continue;
             }
             if buf.len() > wire::MAX_LINE {
                 return Err("reply from the store helper too long".into());
@@ -235,10 +241,14 @@ impl HelperStore {
     }
 
     /// One operation: the reply's fields, or the error. Any failure to talk to the helper is
-    /// [`StoreError::Unavailable`] and ends the session (the helper is killed).
+    /// [`StoreError::Unavailable`] and ends the session (the helper is killed). A session
+    /// starts with the protocol line, sent with the first request (no round trip of its
+    /// own); a helper that does not speak this module's protocol is a
+    /// [`StoreError::Backend`] for this and every later operation of the login: a helper of
+    /// another release is reached and wrong, which must deny, never fall back.
     fn call(&self, req: &Request) -> Result<Reply, StoreError> {
-        if let Some(why) = self.failed.borrow().as_ref() {
-            return Err(StoreError::Unavailable(why.clone()));
+        if let Some(e) = self.failed.borrow().as_ref() {
+            return Err(again(e));
         }
         let mut session = self.session.borrow_mut();
         let budget = if self.per_answer {
@@ -247,6 +257,7 @@ impl HelperStore {
             self.deadline.saturating_sub(self.waited.get())
         };
         let started = Instant::now();
+        let fresh = session.is_none();
         let result = (|| {
             if budget.is_zero() {
                 return Err(format!(
@@ -254,31 +265,81 @@ impl HelperStore {
                     self.deadline.as_millis()
                 ));
             }
-            if session.is_none() {
+            if fresh {
                 *session = Some(self.start()?);
             }
             let s = session.as_mut().ok_or("no session")?;
-            let mut line = req.encode();
+            let mut line = Zeroizing::new(String::new());
+            if fresh {
+                line.push_str(&Request::Protocol(PROTOCOL).encode());
+                line.push('\n');
+            }
+            line.push_str(&req.encode());
             line.push('\n');
-            Self::exchange(s, line.as_bytes(), budget)
+            Self::exchange(s, line.as_bytes(), budget, if fresh { 2 } else { 1 })
         })();
         self.waited.set(self.waited.get() + started.elapsed());
-        match result {
-            Ok(reply) => {
-                let text = std::str::from_utf8(&reply).map_err(|_| {
-                    StoreError::Backend("reply from the store helper is not text".into())
-                })?;
-                wire::parse_reply(text)
+        let give_up = |e: StoreError, session: &mut Option<Session>| {
+            if let Some(mut s) = session.take() {
+                s.kill();
             }
+            *self.failed.borrow_mut() = Some(again(&e));
+            Err(e)
+        };
+        let mut replies = match result {
+            Ok(replies) => replies,
             Err(why) => {
-                if let Some(mut s) = session.take() {
-                    s.kill();
-                }
                 let why = format!("store helper {}: {why}", self.program.display());
-                *self.failed.borrow_mut() = Some(why.clone());
-                Err(StoreError::Unavailable(why))
+                return give_up(StoreError::Unavailable(why), &mut session);
+            }
+        };
+        let reply = replies.pop().unwrap_or_default();
+        if let Some(hello) = replies.first() {
+            if let Err(why) = self.check_protocol(hello) {
+                return give_up(StoreError::Backend(why), &mut session);
             }
         }
+        let text = std::str::from_utf8(&reply)
+            .map_err(|_| StoreError::Backend("reply from the store helper is not text".into()))?;
+        wire::parse_reply(text)
+    }
+
+    /// Whether the helper's answer to the protocol line agrees to this module's protocol;
+    /// otherwise what to tell the admin.
+    fn check_protocol(&self, reply: &[u8]) -> Result<(), String> {
+        let program = self.program.display();
+        let upgrade = "they come from different twofa releases; finish upgrading the twofa \
+                       package on this host so both are the same version";
+        let reply = std::str::from_utf8(reply).unwrap_or("");
+        match wire::parse_reply(reply).and_then(Reply::protocol) {
+            Ok(PROTOCOL) => Ok(()),
+            Ok(v) => Err(format!(
+                "the store helper {program} speaks store protocol {v} and this module \
+                 {PROTOCOL}: {upgrade}"
+            )),
+            // A helper of protocol 1 knew no `protocol` line: it says so in these words.
+            Err(StoreError::Backend(m)) if m.starts_with("malformed request (") => Err(format!(
+                "the store helper {program} speaks store protocol 1 (it does not know the \
+                 protocol line) and this module {PROTOCOL}: {upgrade}"
+            )),
+            Err(StoreError::Backend(m)) if m.contains("store protocol") => Err(format!(
+                "the store helper {program} refused this module's store protocol \
+                 {PROTOCOL}: {m}"
+            )),
+            Err(_) => Err(format!(
+                "the store helper {program} did not answer the protocol line as store \
+                 protocol {PROTOCOL} asks: {upgrade}"
+            )),
+        }
+    }
+}
+
+/// The same error again, for a later operation of a login that gave up on the helper.
+fn again(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Backend(m) => StoreError::Backend(m.clone()),
+        other => StoreError::Backend(other.to_string()),
     }
 }
 
@@ -330,113 +391,9 @@ impl Store for HelperStore {
         self.call(&Request::State(account.clone()))?.state()
     }
 
-    fn accept_step(
-        &self,
-        account: &Account,
-        step: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.call(&Request::AcceptStep(account.clone(), step, now))?
-            .step()
-    }
-
-    fn accept_hotp(
-        &self,
-        account: &Account,
-        counter: u64,
-        enrolled_counter: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.call(&Request::AcceptHotp(
-            account.clone(),
-            counter,
-            enrolled_counter,
-            now,
-        ))?
-        .step()
-    }
-
-    fn spend_confirmation(
-        &self,
-        account: &Account,
-        confirmed: Confirmation,
-    ) -> Result<StepOutcome, StoreError> {
-        self.call(&Request::SpendConfirmation(account.clone(), confirmed))?
-            .step()
-    }
-
-    fn remember_host(
-        &self,
-        account: &Account,
-        host: &str,
-        now: u64,
-        until: u64,
-    ) -> Result<(), StoreError> {
-        self.call(&Request::RememberHost(
-            account.clone(),
-            host.to_string(),
-            now,
-            until,
-        ))?
-        .unit()
-    }
-
-    fn consume_recovery(
-        &self,
-        account: &Account,
-        hash_hex: &str,
-        now: u64,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        self.call(&Request::ConsumeRecovery(
-            account.clone(),
-            hash_hex.to_string(),
-            now,
-        ))?
-        .recovery()
-    }
-
-    fn count_send(
-        &self,
-        account: &Account,
-        now: u64,
-        limit: u32,
-        window: u64,
-    ) -> Result<SendOutcome, StoreError> {
-        self.call(&Request::CountSend(account.clone(), now, limit, window))?
-            .send()
-    }
-
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
-        self.call(&Request::PutChallenge(account.clone(), challenge))?
-            .unit()
-    }
-
-    fn take_challenge(
-        &self,
-        account: &Account,
-        answer: &[u8],
-        now: u64,
-    ) -> Result<ChallengeOutcome, StoreError> {
-        self.call(&Request::TakeChallenge(
-            account.clone(),
-            Zeroizing::new(answer.to_vec()),
-            now,
-        ))?
-        .challenge()
-    }
-
-    fn record_failure(
-        &self,
-        account: &Account,
-        now: u64,
-        lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError> {
-        self.call(&Request::RecordFailure(account.clone(), now, *lockout))?
-            .failure()
-    }
-
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
-        self.call(&Request::ResetFailures(account.clone()))?.unit()
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+        self.call(&Request::Update(account.clone(), op.clone()))?
+            .outcome()
     }
 }
 
@@ -552,83 +509,15 @@ impl Store for Configured {
     fn state(&self, account: &Account) -> Result<UserState, StoreError> {
         self.with(|s| s.state(account))
     }
-    fn accept_step(
-        &self,
-        account: &Account,
-        step: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.with(|s| s.accept_step(account, step, now))
-    }
-    fn accept_hotp(
-        &self,
-        account: &Account,
-        counter: u64,
-        enrolled_counter: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.with(|s| s.accept_hotp(account, counter, enrolled_counter, now))
-    }
-    fn spend_confirmation(
-        &self,
-        account: &Account,
-        confirmed: Confirmation,
-    ) -> Result<StepOutcome, StoreError> {
-        self.with(|s| s.spend_confirmation(account, confirmed))
-    }
-    fn remember_host(
-        &self,
-        account: &Account,
-        host: &str,
-        now: u64,
-        until: u64,
-    ) -> Result<(), StoreError> {
-        self.with(|s| s.remember_host(account, host, now, until))
-    }
-    fn consume_recovery(
-        &self,
-        account: &Account,
-        hash_hex: &str,
-        now: u64,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        self.with(|s| s.consume_recovery(account, hash_hex, now))
-    }
-    fn count_send(
-        &self,
-        account: &Account,
-        now: u64,
-        limit: u32,
-        window: u64,
-    ) -> Result<SendOutcome, StoreError> {
-        self.with(|s| s.count_send(account, now, limit, window))
-    }
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
-        self.with(|s| s.put_challenge(account, challenge.clone()))
-    }
-    fn take_challenge(
-        &self,
-        account: &Account,
-        answer: &[u8],
-        now: u64,
-    ) -> Result<ChallengeOutcome, StoreError> {
-        self.with(|s| s.take_challenge(account, answer, now))
-    }
-    fn record_failure(
-        &self,
-        account: &Account,
-        now: u64,
-        lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError> {
-        self.with(|s| s.record_failure(account, now, lockout))
-    }
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
-        self.with(|s| s.reset_failures(account))
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+        self.with(|s| s.update(account, op))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StepOutcome;
 
     fn alice() -> Account {
         Account {
@@ -647,12 +536,30 @@ mod tests {
         )
     }
 
+    /// A helper played by a shell script that first agrees to the protocol line.
+    fn helper(script: &str, deadline_ms: u64) -> HelperStore {
+        sh(
+            &format!(
+                r#"read hello; [ "$hello" = "protocol {PROTOCOL}" ] || exit 9; echo "ok protocol {PROTOCOL}"
+                   {script}"#
+            ),
+            deadline_ms,
+        )
+    }
+
+    /// `text` as a protocol field.
+    fn x(text: &str) -> String {
+        text.bytes()
+            .map(|b| format!("{b:02x}"))
+            .fold("x".into(), |s, h| s + &h)
+    }
+
     #[test]
     fn each_operation_is_one_line_each_way() -> Result<(), StoreError> {
-        // Answers the first request, then echoes the second's word back as an error.
-        let s = sh(
-            r#"read req; case "$req" in "accept_step x616c696365 1000 1000 57 1710") echo "ok accepted";; *) echo "ok wrong";; esac
-               read req; echo "err backend x$(printf '%s' "${req%% *}" | od -An -tx1 | tr -d ' \n')""#,
+        // Answers the first request, then echoes the second's operation back as an error.
+        let s = helper(
+            r#"read req; case "$req" in "update x616c696365 1000 1000 v1 accept_step 57 1710") echo "ok v1 step accepted";; *) echo "ok v1 step replayed";; esac
+               read req; set -- $req; echo "err backend x$(printf '%s' "$6" | od -An -tx1 | tr -d ' \n')""#,
             5000,
         );
         assert_eq!(s.accept_step(&alice(), 57, 1710)?, StepOutcome::Accepted);
@@ -689,8 +596,8 @@ mod tests {
     #[test]
     fn a_login_waits_for_the_store_once_not_once_per_operation() {
         // Each answer takes 250 ms: a 600 ms login budget covers two, not three.
-        let script = "while read req; do sleep 0.25; echo ok accepted; done";
-        let login = sh(script, 600);
+        let script = "while read req; do sleep 0.25; echo ok v1 step accepted; done";
+        let login = helper(script, 600);
         assert_eq!(
             login.accept_step(&alice(), 1, 1).ok(),
             Some(StepOutcome::Accepted)
@@ -711,7 +618,7 @@ mod tests {
             start.elapsed()
         );
         // An admin's command gives each answer the whole deadline.
-        let admin = sh(script, 600).per_answer();
+        let admin = helper(script, 600).per_answer();
         for step in 1..=3 {
             assert_eq!(
                 admin.accept_step(&alice(), step, 1).ok(),
@@ -742,8 +649,16 @@ mod tests {
 
     #[test]
     fn a_garbled_reply_is_a_backend_error_not_a_decision() {
-        for reply in ["ok maybe", "yes", "ok locked soon", "err"] {
-            let s = sh(&format!("read req; echo '{reply}'"), 5000);
+        for reply in [
+            "ok maybe",
+            "yes",
+            "ok v1 step locked soon",
+            "err",
+            "ok accepted",
+            "ok v2 step accepted",
+            "ok v1 step accepted now",
+        ] {
+            let s = helper(&format!("read req; echo '{reply}'"), 5000);
             let r = s.accept_step(&alice(), 1, 1);
             assert!(matches!(r, Err(StoreError::Backend(_))), "{reply}: {r:?}");
         }
@@ -790,7 +705,7 @@ mod tests {
     #[test]
     fn a_backend_error_never_falls_back() {
         let store = Configured::Fleet {
-            remote: Box::new(sh("read r; echo 'err backend x6b6579'", 1000)),
+            remote: Box::new(helper("read r; echo 'err backend x6b6579'", 1000)),
             local: Some(FileStore::new(Path::new("/nonexistent/twofa"))),
             fell_back: RefCell::new(None),
         };
@@ -799,5 +714,79 @@ mod tests {
             Err(StoreError::Backend(m)) if m == "key"
         ));
         assert_eq!(store.fell_back(), None);
+    }
+
+    #[test]
+    fn an_outcome_of_another_kind_is_a_backend_error_not_a_decision() {
+        let s = helper("read req; echo 'ok v1 recovery consumed'", 5000);
+        let r = s.accept_step(&alice(), 1, 1);
+        assert!(
+            matches!(&r, Err(StoreError::Backend(m)) if m.contains("`v1 recovery consumed` to `accept_step`")),
+            "{r:?}"
+        );
+    }
+
+    /// What a helper of protocol 1 (before operations were values) answers any line it
+    /// does not know, the protocol line included.
+    const OLD_HELPER_REFUSAL: &str =
+        "malformed request (is the helper the same version as the module?)";
+
+    #[test]
+    fn a_helper_of_an_older_protocol_is_a_store_error_naming_both_versions_and_never_falls_back(
+    ) -> Result<(), StoreError> {
+        let old = format!(
+            "while read req; do echo 'err backend {}'; done",
+            x(OLD_HELPER_REFUSAL)
+        );
+        let store = Configured::Fleet {
+            remote: Box::new(sh(&old, 5000)),
+            local: Some(FileStore::new(Path::new("/nonexistent/twofa"))),
+            fell_back: RefCell::new(None),
+        };
+        let r = store.accept_step(&alice(), 9, 1);
+        let Err(StoreError::Backend(m)) = &r else {
+            return Err(StoreError::Backend(format!(
+                "expected a backend error, got {r:?}"
+            )));
+        };
+        assert!(
+            m.contains("speaks store protocol 1")
+                && m.contains(&format!("this module {PROTOCOL}"))
+                && m.contains("upgrading the twofa package on this host"),
+            "{m}"
+        );
+        assert_eq!(store.fell_back(), None);
+        // The rest of the login gets the same answer at once, without another helper.
+        let again = Instant::now();
+        assert!(matches!(store.state(&alice()), Err(StoreError::Backend(n)) if &n == m));
+        assert!(again.elapsed() < Duration::from_millis(100));
+        Ok(())
+    }
+
+    #[test]
+    fn a_helper_of_a_newer_protocol_is_a_store_error_naming_both_versions() {
+        let newer = sh(
+            "read hello; echo 'ok protocol 3'; read req; echo 'ok v1 step accepted'",
+            5000,
+        );
+        let r = newer.accept_step(&alice(), 9, 1);
+        assert!(
+            matches!(&r, Err(StoreError::Backend(m))
+                if m.contains("speaks store protocol 3 and this module 2")),
+            "{r:?}"
+        );
+        // A newer helper that refuses the line: its own words, which name both versions.
+        let refusal = "twofa-store speaks store protocol 3 and the module (or twofa-enroll) \
+                       speaks store protocol 2: ...";
+        let refusing = sh(
+            &format!("while read req; do echo 'err backend {}'; done", x(refusal)),
+            5000,
+        );
+        let r = refusing.state(&alice());
+        assert!(
+            matches!(&r, Err(StoreError::Backend(m))
+                if m.contains("refused this module's store protocol 2") && m.contains(refusal)),
+            "{r:?}"
+        );
     }
 }

@@ -1008,13 +1008,13 @@ mod tests {
     use crate::enrollment::{Factor, TotpFactor};
     use crate::otp::Params;
     use crate::secret::Secret;
-    use crate::state::UserState;
+    use crate::state::{OpOutcome, StateOp, UserState};
     use crate::store::Lockout;
     use std::cell::RefCell;
     use std::collections::HashMap;
 
     /// A store in memory, to test the flow without files. State changes go through the same
-    /// `UserState` methods as the file store's.
+    /// `UserState::apply` as the file store's.
     #[derive(Default)]
     struct MemStore {
         enrolled: RefCell<HashMap<String, Enrollment>>,
@@ -1068,72 +1068,8 @@ mod tests {
                 .cloned()
                 .unwrap_or_default())
         }
-        fn accept_step(&self, a: &Account, step: u64, now: u64) -> Result<StepOutcome, StoreError> {
-            self.with_state(a, |s| s.accept_step(step, now))
-        }
-        fn record_failure(
-            &self,
-            a: &Account,
-            now: u64,
-            l: &Lockout,
-        ) -> Result<FailureOutcome, StoreError> {
-            self.with_state(a, |s| s.record_failure(now, l))
-        }
-        fn reset_failures(&self, a: &Account) -> Result<(), StoreError> {
-            self.with_state(a, UserState::reset_failures)
-        }
-        fn consume_recovery(
-            &self,
-            a: &Account,
-            h: &str,
-            now: u64,
-        ) -> Result<RecoveryOutcome, StoreError> {
-            self.with_state(a, |s| s.consume_recovery(h, now))
-        }
-        fn accept_hotp(
-            &self,
-            a: &Account,
-            c: u64,
-            start: u64,
-            now: u64,
-        ) -> Result<StepOutcome, StoreError> {
-            self.with_state(a, |s| s.accept_hotp(c, start, now))
-        }
-        fn spend_confirmation(
-            &self,
-            a: &Account,
-            c: Confirmation,
-        ) -> Result<StepOutcome, StoreError> {
-            self.with_state(a, |s| s.spend_confirmation(c))
-        }
-        fn remember_host(
-            &self,
-            a: &Account,
-            host: &str,
-            now: u64,
-            until: u64,
-        ) -> Result<(), StoreError> {
-            self.with_state(a, |s| s.remember_host(host, until, now))
-        }
-        fn count_send(
-            &self,
-            a: &Account,
-            now: u64,
-            limit: u32,
-            window: u64,
-        ) -> Result<SendOutcome, StoreError> {
-            self.with_state(a, |s| s.count_send(now, limit, window))
-        }
-        fn put_challenge(&self, a: &Account, c: Challenge) -> Result<(), StoreError> {
-            self.with_state(a, |s| s.put_challenge(c))
-        }
-        fn take_challenge(
-            &self,
-            a: &Account,
-            answer: &[u8],
-            now: u64,
-        ) -> Result<ChallengeOutcome, StoreError> {
-            self.with_state(a, |s| s.take_challenge(answer, now))
+        fn update(&self, a: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+            self.with_state(a, |s| s.apply(op))
         }
     }
 

@@ -3,6 +3,8 @@
 //! Kept apart from the enrollment (google-authenticator mixes them in one user-writable file):
 //! the module writes state on every login, the enrollment only changes when an admin acts.
 
+use zeroize::Zeroizing;
+
 use crate::enrollment::Enrollment;
 use crate::tomlfile::{Doc, FieldError, Fields};
 
@@ -100,6 +102,95 @@ pub enum FailureOutcome {
     Locked(u64),
     /// The account was already locked until this Unix time: the attempt is not counted.
     AlreadyLocked(u64),
+}
+
+/// One change to a user's state, as a value: what a login (or an admin's `unlock`) asks of
+/// the store, with every policy value the rule needs, so that [`UserState::apply`] decides
+/// from the value and the state alone. Backends only move bytes around it
+/// ([`crate::store::Store::update`]); the helper protocol carries it and a journal can keep
+/// it, in its stable text form ([`StateOp::encode`], in `wire.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOp {
+    /// Accept TOTP step `step` unless locked or at or below the watermark.
+    AcceptStep {
+        /// The step of the code that matched.
+        step: u64,
+        /// Unix time of the attempt.
+        now: u64,
+    },
+    /// Accept HOTP counter `counter` unless locked or reached before.
+    AcceptHotp {
+        /// The counter of the code that matched.
+        counter: u64,
+        /// Where the enrolled token started (no lower counter is ever accepted).
+        enrolled_counter: u64,
+        /// Unix time of the attempt.
+        now: u64,
+    },
+    /// Spend the code that confirmed an enrollment: the watermark (or HOTP counter) moves
+    /// past it, but it is no login (no last success, failures and lock left alone).
+    SpendConfirmation(Confirmation),
+    /// Use the recovery code whose stored hash is `hash_hex`, once.
+    ConsumeRecovery {
+        /// The code's stored hash, lowercase hex.
+        hash_hex: String,
+        /// Unix time of the attempt.
+        now: u64,
+    },
+    /// Remember `host` until `until`.
+    RememberHost {
+        /// The remote host, as PAM gave it.
+        host: String,
+        /// Unix time now (entries that ran out are dropped).
+        now: u64,
+        /// Unix time until which the host needs no code.
+        until: u64,
+    },
+    /// Count one out-of-band send unless `limit` were counted within `window` seconds.
+    CountSend {
+        /// Unix time of the send.
+        now: u64,
+        /// Sends allowed per window; 0: no limit.
+        limit: u32,
+        /// Seconds of the window.
+        window: u64,
+    },
+    /// Replace the pending out-of-band code.
+    PutChallenge(Challenge),
+    /// Check `answer` against the pending out-of-band code, spending it if right.
+    TakeChallenge {
+        /// The answer as typed (a code: wiped when dropped).
+        answer: Zeroizing<Vec<u8>>,
+        /// Unix time of the attempt.
+        now: u64,
+    },
+    /// Count one failed attempt under `lockout`.
+    RecordFailure {
+        /// Unix time of the attempt.
+        now: u64,
+        /// The policy's lockout.
+        lockout: Lockout,
+    },
+    /// Forget failures and any lock (an admin's `unlock`).
+    ResetFailures,
+}
+
+/// What [`UserState::apply`] decided: one kind per kind of operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// Of an operation that always succeeds (`RememberHost`, `PutChallenge`,
+    /// `ResetFailures`).
+    Done,
+    /// Of `AcceptStep`, `AcceptHotp` and `SpendConfirmation`.
+    Step(StepOutcome),
+    /// Of `ConsumeRecovery`.
+    Recovery(RecoveryOutcome),
+    /// Of `CountSend`.
+    Send(SendOutcome),
+    /// Of `TakeChallenge`.
+    Challenge(ChallengeOutcome),
+    /// Of `RecordFailure`.
+    Failure(FailureOutcome),
 }
 
 /// The state file format version.
@@ -257,6 +348,44 @@ impl UserState {
         out
     }
 
+    /// Applies `op`: the one place where a rule changes a user's state. Pure: the same state
+    /// and operation give the same outcome and state in every store, on every host.
+    pub fn apply(&mut self, op: &StateOp) -> OpOutcome {
+        match op {
+            StateOp::AcceptStep { step, now } => OpOutcome::Step(self.accept_step(*step, *now)),
+            StateOp::AcceptHotp {
+                counter,
+                enrolled_counter,
+                now,
+            } => OpOutcome::Step(self.accept_hotp(*counter, *enrolled_counter, *now)),
+            StateOp::SpendConfirmation(c) => OpOutcome::Step(self.spend_confirmation(*c)),
+            StateOp::ConsumeRecovery { hash_hex, now } => {
+                OpOutcome::Recovery(self.consume_recovery(hash_hex, *now))
+            }
+            StateOp::RememberHost { host, now, until } => {
+                self.remember_host(host, *until, *now);
+                OpOutcome::Done
+            }
+            StateOp::CountSend { now, limit, window } => {
+                OpOutcome::Send(self.count_send(*now, *limit, *window))
+            }
+            StateOp::PutChallenge(c) => {
+                self.put_challenge(c.clone());
+                OpOutcome::Done
+            }
+            StateOp::TakeChallenge { answer, now } => {
+                OpOutcome::Challenge(self.take_challenge(answer, *now))
+            }
+            StateOp::RecordFailure { now, lockout } => {
+                OpOutcome::Failure(self.record_failure(*now, lockout))
+            }
+            StateOp::ResetFailures => {
+                self.reset_failures();
+                OpOutcome::Done
+            }
+        }
+    }
+
     /// Until when the account is locked, if it is at `now`.
     pub fn locked_at(&self, now: u64) -> Option<u64> {
         self.locked_until.filter(|&until| until > now)
@@ -264,7 +393,7 @@ impl UserState {
 
     /// Accepts TOTP step `step` only if the account is not locked and the step is above the
     /// watermark; then it becomes the watermark and the failures are forgotten.
-    pub fn accept_step(&mut self, step: u64, now: u64) -> StepOutcome {
+    fn accept_step(&mut self, step: u64, now: u64) -> StepOutcome {
         if let Some(until) = self.locked_at(now) {
             return StepOutcome::Locked(until);
         }
@@ -284,7 +413,7 @@ impl UserState {
     /// admin's terminal or in the enrollment conversation, not guessed at a login. `Accepted`:
     /// the watermark (or HOTP counter) moved; `Replayed`: it was already there or beyond.
     /// Never `Locked`.
-    pub fn spend_confirmation(&mut self, confirmed: Confirmation) -> StepOutcome {
+    fn spend_confirmation(&mut self, confirmed: Confirmation) -> StepOutcome {
         match confirmed {
             Confirmation::Totp(step) => {
                 if self.totp_last_step.is_some_and(|w| step <= w) {
@@ -310,7 +439,7 @@ impl UserState {
 
     /// Accepts HOTP counter `counter` only if the account is not locked and the counter was
     /// not reached before; the next counter becomes `counter + 1`. A success like a right code.
-    pub fn accept_hotp(&mut self, counter: u64, enrolled_counter: u64, now: u64) -> StepOutcome {
+    fn accept_hotp(&mut self, counter: u64, enrolled_counter: u64, now: u64) -> StepOutcome {
         if let Some(until) = self.locked_at(now) {
             return StepOutcome::Locked(until);
         }
@@ -325,7 +454,7 @@ impl UserState {
 
     /// Uses the recovery code whose stored hash is `hash_hex`, once: a success like a right
     /// code (failures forgotten), refused while locked.
-    pub fn consume_recovery(&mut self, hash_hex: &str, now: u64) -> RecoveryOutcome {
+    fn consume_recovery(&mut self, hash_hex: &str, now: u64) -> RecoveryOutcome {
         if let Some(until) = self.locked_at(now) {
             return RecoveryOutcome::Locked(until);
         }
@@ -347,7 +476,7 @@ impl UserState {
 
     /// Remembers `host` until `until`, dropping entries that have run out (and keeping at most
     /// the 32 newest, so a user hopping between addresses can't grow the file without bound).
-    pub fn remember_host(&mut self, host: &str, until: u64, now: u64) {
+    fn remember_host(&mut self, host: &str, until: u64, now: u64) {
         self.remembered_hosts.retain(|(u, h)| *u > now && h != host);
         self.remembered_hosts.push((until, host.to_string()));
         let excess = self.remembered_hosts.len().saturating_sub(32);
@@ -356,7 +485,7 @@ impl UserState {
 
     /// Counts one out-of-band send unless `limit` sends were counted within the last `window`
     /// seconds (older sends are forgotten). `limit = 0`: no limit.
-    pub fn count_send(&mut self, now: u64, limit: u32, window: u64) -> SendOutcome {
+    fn count_send(&mut self, now: u64, limit: u32, window: u64) -> SendOutcome {
         self.sends
             .retain(|&t| now.saturating_sub(t) < window && t <= now);
         if limit > 0 && self.sends.len() >= limit as usize {
@@ -367,13 +496,13 @@ impl UserState {
     }
 
     /// Replaces any pending out-of-band code with `challenge` (a resend reuses nothing).
-    pub fn put_challenge(&mut self, challenge: Challenge) {
+    fn put_challenge(&mut self, challenge: Challenge) {
         self.challenge = Some(challenge);
     }
 
     /// Checks `answer` against the pending code; a valid one is spent (a success like a right
     /// code), an expired one dropped. Refused while locked.
-    pub fn take_challenge(&mut self, answer: &[u8], now: u64) -> ChallengeOutcome {
+    fn take_challenge(&mut self, answer: &[u8], now: u64) -> ChallengeOutcome {
         if let Some(until) = self.locked_at(now) {
             return ChallengeOutcome::Locked(until);
         }
@@ -435,7 +564,7 @@ impl UserState {
     /// and the one that reaches `lockout.max_failures` locks the account. An attempt while
     /// locked is not counted (it can't extend the lock, so a guesser can't keep the owner out
     /// forever by trying; the lock ends on time).
-    pub fn record_failure(&mut self, now: u64, lockout: &Lockout) -> FailureOutcome {
+    fn record_failure(&mut self, now: u64, lockout: &Lockout) -> FailureOutcome {
         if let Some(until) = self.locked_at(now) {
             return FailureOutcome::AlreadyLocked(until);
         }
@@ -459,7 +588,7 @@ impl UserState {
     }
 
     /// Forgets failures and any lock (a success, or an admin's `unlock`).
-    pub fn reset_failures(&mut self) {
+    fn reset_failures(&mut self) {
         self.failures = 0;
         self.first_failure_at = None;
         self.locked_until = None;

@@ -1,9 +1,10 @@
 //! Where enrollments and state live, as a trait of atomic per-user operations.
 //!
-//! Not load/save of a struct: each operation is what a database can do in one statement
-//! (fleet mode), and what the file store does under the user's lock (read, decide, write,
-//! unlock). Nothing holds a lock across a conversation: the caller converses first, then calls
-//! one operation.
+//! Not load/save of a struct: every change to a user's state is a [`StateOp`] value, applied
+//! by the one pure [`UserState::apply`] inside one [`Store::update`], which each backend
+//! implements once: under the user's lock (files) or in one transaction with the account's
+//! row locked (fleet mode): read, apply, write. Nothing holds a lock across a conversation:
+//! the caller converses first, then makes one update.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,9 @@ use std::sync::OnceLock;
 use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
-use crate::state::UserState;
 pub use crate::state::{
-    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
-    SendOutcome, StepOutcome,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, OpOutcome, RecoveryOutcome,
+    SendOutcome, StateOp, StepOutcome, UserState,
 };
 use crate::tomlfile::FieldError;
 
@@ -59,6 +59,18 @@ impl From<FileError> for StoreError {
 }
 
 /// The atomic operations twofa needs of its storage.
+///
+/// A backend implements three kinds of method:
+/// - reads, which change nothing: [`Store::enrollment`], [`Store::enrolled_names`],
+///   [`Store::state`];
+/// - enrollment writes, by admin commands and self-enrollment: [`Store::put_enrollment`]
+///   (which also makes the state follow the new enrollment) and
+///   [`Store::disable_enrollment`];
+/// - every change to a user's state: [`Store::update`], once.
+///
+/// The typed methods below `update` (`accept_step`, `record_failure`...) are provided: each
+/// builds its [`StateOp`] and checks that the [`OpOutcome`] is of its kind. A backend never
+/// implements them: a rule lives in [`UserState::apply`], not in six places.
 pub trait Store {
     /// The account's enrollment, if any.
     fn enrollment(&self, account: &Account) -> Result<Option<Enrollment>, StoreError>;
@@ -77,74 +89,152 @@ pub trait Store {
     fn enrolled_names(&self) -> Result<Vec<String>, StoreError>;
     /// The account's state (defaults when none was written yet).
     fn state(&self, account: &Account) -> Result<UserState, StoreError>;
-    /// Accepts TOTP step `step` only if the account is not locked and the step is above the
-    /// watermark, making it the new watermark; a success also resets failures and lock
-    /// ([`UserState::accept_step`]).
+    /// Applies `op` to the account's state atomically ([`UserState::apply`]): with the account
+    /// locked against every other writer, read the state, apply, write it back if it changed.
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError>;
+
+    /// [`StateOp::AcceptStep`]: TOTP step `step` is accepted only if the account is not
+    /// locked and the step is above the watermark; a success also resets failures and lock.
     fn accept_step(
         &self,
         account: &Account,
         step: u64,
         now: u64,
-    ) -> Result<StepOutcome, StoreError>;
-    /// Accepts HOTP counter `counter` only if not reached before, moving the next counter past
-    /// it ([`UserState::accept_hotp`]); `enrolled_counter` is where the token started.
+    ) -> Result<StepOutcome, StoreError> {
+        let op = StateOp::AcceptStep { step, now };
+        match self.update(account, &op)? {
+            OpOutcome::Step(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::AcceptHotp`]: HOTP counter `counter` is accepted only if not reached
+    /// before; `enrolled_counter` is where the token started.
     fn accept_hotp(
         &self,
         account: &Account,
         counter: u64,
         enrolled_counter: u64,
         now: u64,
-    ) -> Result<StepOutcome, StoreError>;
-    /// Spends the code that confirmed an enrollment without counting it as a login
-    /// ([`UserState::spend_confirmation`]).
+    ) -> Result<StepOutcome, StoreError> {
+        let op = StateOp::AcceptHotp {
+            counter,
+            enrolled_counter,
+            now,
+        };
+        match self.update(account, &op)? {
+            OpOutcome::Step(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::SpendConfirmation`]: the code that confirmed an enrollment can't log in
+    /// afterwards, and is no login ([`UserState`]'s last success, failures and lock stay).
     fn spend_confirmation(
         &self,
         account: &Account,
         confirmed: Confirmation,
-    ) -> Result<StepOutcome, StoreError>;
-    /// Remembers `host` for the account until `until` ([`UserState::remember_host`]).
+    ) -> Result<StepOutcome, StoreError> {
+        let op = StateOp::SpendConfirmation(confirmed);
+        match self.update(account, &op)? {
+            OpOutcome::Step(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::RememberHost`]: remembers `host` for the account until `until`.
     fn remember_host(
         &self,
         account: &Account,
         host: &str,
         now: u64,
         until: u64,
-    ) -> Result<(), StoreError>;
-    /// Uses the recovery code with stored hash `hash_hex` once
-    /// ([`UserState::consume_recovery`]).
+    ) -> Result<(), StoreError> {
+        let host = host.to_string();
+        done(self, account, StateOp::RememberHost { host, now, until })
+    }
+    /// [`StateOp::ConsumeRecovery`]: uses the recovery code with stored hash `hash_hex` once.
     fn consume_recovery(
         &self,
         account: &Account,
         hash_hex: &str,
         now: u64,
-    ) -> Result<RecoveryOutcome, StoreError>;
-    /// Counts one out-of-band send unless the limit is reached ([`UserState::count_send`]).
+    ) -> Result<RecoveryOutcome, StoreError> {
+        let hash_hex = hash_hex.to_string();
+        let op = StateOp::ConsumeRecovery { hash_hex, now };
+        match self.update(account, &op)? {
+            OpOutcome::Recovery(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::CountSend`]: counts one out-of-band send unless the limit is reached.
     fn count_send(
         &self,
         account: &Account,
         now: u64,
         limit: u32,
         window: u64,
-    ) -> Result<SendOutcome, StoreError>;
-    /// Replaces the pending out-of-band code ([`UserState::put_challenge`]).
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError>;
-    /// Checks an answer against the pending code, spending it if right
-    /// ([`UserState::take_challenge`]).
+    ) -> Result<SendOutcome, StoreError> {
+        let op = StateOp::CountSend { now, limit, window };
+        match self.update(account, &op)? {
+            OpOutcome::Send(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::PutChallenge`]: replaces the pending out-of-band code.
+    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
+        done(self, account, StateOp::PutChallenge(challenge))
+    }
+    /// [`StateOp::TakeChallenge`]: checks an answer against the pending code, spending it if
+    /// right.
     fn take_challenge(
         &self,
         account: &Account,
         answer: &[u8],
         now: u64,
-    ) -> Result<ChallengeOutcome, StoreError>;
-    /// Counts one failed attempt under `lockout` ([`UserState::record_failure`]).
+    ) -> Result<ChallengeOutcome, StoreError> {
+        let answer = zeroize::Zeroizing::new(answer.to_vec());
+        let op = StateOp::TakeChallenge { answer, now };
+        match self.update(account, &op)? {
+            OpOutcome::Challenge(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::RecordFailure`]: counts one failed attempt under `lockout`.
     fn record_failure(
         &self,
         account: &Account,
         now: u64,
         lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError>;
-    /// Clears the failure count and any lock.
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError>;
+    ) -> Result<FailureOutcome, StoreError> {
+        let op = StateOp::RecordFailure {
+            now,
+            lockout: *lockout,
+        };
+        match self.update(account, &op)? {
+            OpOutcome::Failure(o) => Ok(o),
+            other => Err(wrong_kind(&op, other)),
+        }
+    }
+    /// [`StateOp::ResetFailures`]: clears the failure count and any lock.
+    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
+        done(self, account, StateOp::ResetFailures)
+    }
+}
+
+/// Runs an operation whose outcome is [`OpOutcome::Done`].
+fn done<S: Store + ?Sized>(store: &S, account: &Account, op: StateOp) -> Result<(), StoreError> {
+    match store.update(account, &op)? {
+        OpOutcome::Done => Ok(()),
+        other => Err(wrong_kind(&op, other)),
+    }
+}
+
+/// An outcome of another kind than the operation gives: only a store across a wire can
+/// answer one (a helper of another release, or a garbled line), and it decides nothing.
+fn wrong_kind(op: &StateOp, got: OpOutcome) -> StoreError {
+    StoreError::Backend(format!(
+        "the store answered `{}` to `{}`",
+        got.encode(),
+        op.word()
+    ))
 }
 
 /// The default store: files below one root-owned directory.
@@ -353,86 +443,8 @@ impl Store for FileStore {
         }
     }
 
-    fn accept_step(
-        &self,
-        account: &Account,
-        step: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.accept_step(step, now))
-    }
-
-    fn record_failure(
-        &self,
-        account: &Account,
-        now: u64,
-        lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError> {
-        self.update_state(account, |s| s.record_failure(now, lockout))
-    }
-
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
-        self.update_state(account, UserState::reset_failures)
-    }
-
-    fn consume_recovery(
-        &self,
-        account: &Account,
-        hash_hex: &str,
-        now: u64,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        self.update_state(account, |s| s.consume_recovery(hash_hex, now))
-    }
-
-    fn accept_hotp(
-        &self,
-        account: &Account,
-        counter: u64,
-        enrolled_counter: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
-    }
-
-    fn spend_confirmation(
-        &self,
-        account: &Account,
-        confirmed: Confirmation,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.spend_confirmation(confirmed))
-    }
-
-    fn remember_host(
-        &self,
-        account: &Account,
-        host: &str,
-        now: u64,
-        until: u64,
-    ) -> Result<(), StoreError> {
-        self.update_state(account, |s| s.remember_host(host, until, now))
-    }
-
-    fn count_send(
-        &self,
-        account: &Account,
-        now: u64,
-        limit: u32,
-        window: u64,
-    ) -> Result<SendOutcome, StoreError> {
-        self.update_state(account, |s| s.count_send(now, limit, window))
-    }
-
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
-        self.update_state(account, |s| s.put_challenge(challenge))
-    }
-
-    fn take_challenge(
-        &self,
-        account: &Account,
-        answer: &[u8],
-        now: u64,
-    ) -> Result<ChallengeOutcome, StoreError> {
-        self.update_state(account, |s| s.take_challenge(answer, now))
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+        self.update_state(account, |s| s.apply(op))
     }
 }
 
@@ -516,6 +528,94 @@ mod tests {
         s.record_failure(&alice(), 13, &Lockout::DEFAULT)?;
         s.reset_failures(&alice())?;
         assert_eq!(s.state(&alice())?.failures, 0);
+        std::fs::remove_dir_all(p).ok();
+        Ok(())
+    }
+
+    /// The operations of [`GOLDEN_SEQUENCE_STATE_TEXT`], run through any store, with the
+    /// outcome each must give.
+    pub(crate) fn run_golden_sequence(s: &dyn Store, a: &Account) -> Result<(), StoreError> {
+        let lockout = Lockout {
+            max_failures: 3,
+            window: 900,
+            duration: 300,
+        };
+        let salt = [7u8; 16];
+        let challenge = Challenge {
+            salt: crate::recovery::to_hex(&salt),
+            hash: crate::recovery::to_hex(&crate::recovery::hash(&salt, b"424242")),
+            expires: 2000,
+        };
+        assert_eq!(s.accept_step(a, 100, 1000)?, StepOutcome::Accepted);
+        assert_eq!(s.accept_hotp(a, 12, 10, 1001)?, StepOutcome::Accepted);
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            s.consume_recovery(a, &hash, 1002)?,
+            RecoveryOutcome::Consumed
+        );
+        s.remember_host(a, "192.0.2.7", 1003, 5000)?;
+        assert_eq!(s.count_send(a, 1004, 3, 600)?, SendOutcome::Allowed);
+        s.put_challenge(a, challenge)?;
+        assert_eq!(
+            s.take_challenge(a, b"000000", 1005)?,
+            ChallengeOutcome::Wrong
+        );
+        assert_eq!(
+            s.record_failure(a, 1006, &lockout)?,
+            FailureOutcome::Counted(1)
+        );
+        assert_eq!(
+            s.record_failure(a, 1007, &lockout)?,
+            FailureOutcome::Counted(2)
+        );
+        assert_eq!(
+            s.record_failure(a, 1008, &lockout)?,
+            FailureOutcome::Locked(1308)
+        );
+        assert_eq!(s.accept_step(a, 101, 1100)?, StepOutcome::Locked(1308));
+        assert_eq!(s.accept_step(a, 99, 1400)?, StepOutcome::Replayed);
+        assert_eq!(
+            s.record_failure(a, 1401, &lockout)?,
+            FailureOutcome::Counted(1)
+        );
+        Ok(())
+    }
+
+    /// The state text the sequence above leaves, as twofa wrote it before its operations
+    /// became values: hosts of a fleet upgrade one by one, so this text must never change.
+    pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT: &str = "\
+# twofa state: written at every login, do not edit by hand.
+version = 1
+failures = 1
+totp_last_step = 100
+hotp_next = 13
+first_failure_at = 1401
+locked_until = 1308
+last_failure_at = 1401
+last_success_at = 1002
+remembered_hosts = [
+    \"5000 192.0.2.7\",
+]
+challenge_salt = \"07070707070707070707070707070707\"
+challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
+challenge_expires = 2000
+sends = [\"1004\"]
+used_recovery = [
+    \"abababababababababababababababababababababababababababababababab\",
+]
+";
+
+    #[test]
+    fn the_state_file_after_every_kind_of_operation_is_what_twofa_always_wrote(
+    ) -> Result<(), StoreError> {
+        if !root_only() {
+            return Ok(());
+        }
+        let (s, p) = store();
+        run_golden_sequence(&s, &alice())?;
+        let text = std::fs::read_to_string(p.join("lib/state/alice.toml"))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        assert_eq!(text, GOLDEN_SEQUENCE_STATE_TEXT);
         std::fs::remove_dir_all(p).ok();
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! [`PgStore`]: the [`Store`] trait on PostgreSQL, with the file store's semantics.
 //!
-//! Every state operation is one transaction that does what `FileStore` does under the
-//! account's lock: lock the account's row and read its state (an upsert that returns the row,
-//! so a first login has a row to lock too), apply the same pure transition of [`UserState`] in
-//! Rust, write it back only if it changed, commit. The row lock serializes the hosts of a fleet
+//! [`Store::update`] (every change of state, an operation value) is one transaction that does
+//! what `FileStore` does under the account's lock: lock the account's row and read its state
+//! (an upsert that returns the row, so a first login has a row to lock too), apply the
+//! operation with the same pure [`UserState::apply`] in Rust, write it back only if it
+//! changed, commit. The row lock serializes the hosts of a fleet
 //! the way `flock` serializes the logins of one host: sixteen hosts presenting the same TOTP
 //! code get one `Accepted`. The rules live once, in twofa-core.
 //!
@@ -24,10 +25,7 @@ use postgres::{Client, NoTls, Transaction};
 use twofa_core::enrollment::Enrollment;
 use twofa_core::identity::Account;
 use twofa_core::state::UserState;
-use twofa_core::store::{
-    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
-    SendOutcome, StepOutcome, Store, StoreError,
-};
+use twofa_core::store::{OpOutcome, StateOp, Store, StoreError};
 
 use crate::schema;
 use crate::seal::FleetKey;
@@ -541,85 +539,7 @@ impl Store for PgStore {
         })
     }
 
-    fn accept_step(
-        &self,
-        account: &Account,
-        step: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.accept_step(step, now))
-    }
-
-    fn accept_hotp(
-        &self,
-        account: &Account,
-        counter: u64,
-        enrolled_counter: u64,
-        now: u64,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.accept_hotp(counter, enrolled_counter, now))
-    }
-
-    fn spend_confirmation(
-        &self,
-        account: &Account,
-        confirmed: Confirmation,
-    ) -> Result<StepOutcome, StoreError> {
-        self.update_state(account, |s| s.spend_confirmation(confirmed))
-    }
-
-    fn remember_host(
-        &self,
-        account: &Account,
-        host: &str,
-        now: u64,
-        until: u64,
-    ) -> Result<(), StoreError> {
-        self.update_state(account, |s| s.remember_host(host, until, now))
-    }
-
-    fn consume_recovery(
-        &self,
-        account: &Account,
-        hash_hex: &str,
-        now: u64,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        self.update_state(account, |s| s.consume_recovery(hash_hex, now))
-    }
-
-    fn count_send(
-        &self,
-        account: &Account,
-        now: u64,
-        limit: u32,
-        window: u64,
-    ) -> Result<SendOutcome, StoreError> {
-        self.update_state(account, |s| s.count_send(now, limit, window))
-    }
-
-    fn put_challenge(&self, account: &Account, challenge: Challenge) -> Result<(), StoreError> {
-        self.update_state(account, |s| s.put_challenge(challenge.clone()))
-    }
-
-    fn take_challenge(
-        &self,
-        account: &Account,
-        answer: &[u8],
-        now: u64,
-    ) -> Result<ChallengeOutcome, StoreError> {
-        self.update_state(account, |s| s.take_challenge(answer, now))
-    }
-
-    fn record_failure(
-        &self,
-        account: &Account,
-        now: u64,
-        lockout: &Lockout,
-    ) -> Result<FailureOutcome, StoreError> {
-        self.update_state(account, |s| s.record_failure(now, lockout))
-    }
-
-    fn reset_failures(&self, account: &Account) -> Result<(), StoreError> {
-        self.update_state(account, UserState::reset_failures)
+    fn update(&self, account: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+        self.update_state(account, |s| s.apply(op))
     }
 }

@@ -117,6 +117,86 @@ fn a_success_clears_the_failure_count() -> TestResult {
     Ok(())
 }
 
+/// The state text the sequence in the test below leaves, as twofa wrote it before its
+/// operations became values (twofa-core's file store test has the same sequence and text):
+/// hosts of a fleet upgrade one by one and share these rows, so it must never change.
+const GOLDEN_SEQUENCE_STATE_TEXT: &str = "\
+# twofa state: written at every login, do not edit by hand.
+version = 1
+failures = 1
+totp_last_step = 100
+hotp_next = 13
+first_failure_at = 1401
+locked_until = 1308
+last_failure_at = 1401
+last_success_at = 1002
+remembered_hosts = [
+    \"5000 192.0.2.7\",
+]
+challenge_salt = \"07070707070707070707070707070707\"
+challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
+challenge_expires = 2000
+sends = [\"1004\"]
+used_recovery = [
+    \"abababababababababababababababababababababababababababababababab\",
+]
+";
+
+#[test]
+fn the_state_row_after_every_kind_of_operation_is_what_twofa_always_wrote() -> TestResult {
+    let (env, s) = env_and_store!("golden");
+    let a = account("alice");
+    let lockout = Lockout {
+        max_failures: 3,
+        window: 900,
+        duration: 300,
+    };
+    let salt = [7u8; 16];
+    let challenge = Challenge {
+        salt: twofa_core::recovery::to_hex(&salt),
+        hash: twofa_core::recovery::to_hex(&twofa_core::recovery::hash(&salt, b"424242")),
+        expires: 2000,
+    };
+    assert_eq!(s.accept_step(&a, 100, 1000)?, StepOutcome::Accepted);
+    assert_eq!(s.accept_hotp(&a, 12, 10, 1001)?, StepOutcome::Accepted);
+    let hash = "ab".repeat(32);
+    assert_eq!(
+        s.consume_recovery(&a, &hash, 1002)?,
+        RecoveryOutcome::Consumed
+    );
+    s.remember_host(&a, "192.0.2.7", 1003, 5000)?;
+    assert_eq!(s.count_send(&a, 1004, 3, 600)?, SendOutcome::Allowed);
+    s.put_challenge(&a, challenge)?;
+    assert_eq!(
+        s.take_challenge(&a, b"000000", 1005)?,
+        ChallengeOutcome::Wrong
+    );
+    assert_eq!(
+        s.record_failure(&a, 1006, &lockout)?,
+        FailureOutcome::Counted(1)
+    );
+    assert_eq!(
+        s.record_failure(&a, 1007, &lockout)?,
+        FailureOutcome::Counted(2)
+    );
+    assert_eq!(
+        s.record_failure(&a, 1008, &lockout)?,
+        FailureOutcome::Locked(1308)
+    );
+    assert_eq!(s.accept_step(&a, 101, 1100)?, StepOutcome::Locked(1308));
+    assert_eq!(s.accept_step(&a, 99, 1400)?, StepOutcome::Replayed);
+    assert_eq!(
+        s.record_failure(&a, 1401, &lockout)?,
+        FailureOutcome::Counted(1)
+    );
+    let text: String = env
+        .admin()?
+        .query_one("SELECT state FROM twofa_state WHERE account = 'alice'", &[])?
+        .try_get(0)?;
+    assert_eq!(text, GOLDEN_SEQUENCE_STATE_TEXT);
+    Ok(())
+}
+
 #[test]
 fn a_recovery_code_works_once() -> TestResult {
     let (_env, s) = env_and_store!("recovery");
@@ -655,5 +735,45 @@ fn the_helper_answers_a_broken_settings_file_with_its_line() -> TestResult {
         ),
         other => return Err(format!("expected a Backend error, got {other:?}").into()),
     }
+    Ok(())
+}
+
+#[test]
+fn a_module_of_protocol_1_is_refused_by_the_helper_as_an_error_and_changes_nothing() -> TestResult {
+    use std::io::Write;
+    let (env, s) = env_and_store!("old_module");
+    // What a module of protocol 1 sent: no protocol line, a request word per operation.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twofa-store"))
+        .arg("serve")
+        .arg("--settings")
+        .arg(&env.settings_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(b"state x616c696365 1000 1000\naccept_step x616c696365 1000 1000 57 1710\n")?;
+    let out = child.wait_with_output()?;
+    let replies = String::from_utf8(out.stdout)?;
+    let replies: Vec<&str> = replies.lines().collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    for reply in replies {
+        match twofa_core::wire::parse_reply(reply) {
+            Err(StoreError::Backend(m)) => assert!(
+                m.contains("twofa-store speaks store protocol 2")
+                    && m.contains("it speaks store protocol 1"),
+                "{m}"
+            ),
+            other => return Err(format!("expected a backend error, got {other:?}").into()),
+        }
+    }
+    assert_eq!(s.state(&account("alice"))?.totp_last_step, None);
+    let rows: i64 = env
+        .admin()?
+        .query_one("SELECT count(*) FROM twofa_state", &[])?
+        .try_get(0)?;
+    assert_eq!(rows, 0);
     Ok(())
 }
