@@ -60,7 +60,8 @@ fn every_fuzz_target_is_replayed() -> Result<(), String> {
             "enrollment",
             "state",
             "otpauth_uri",
-            "concat_split"
+            "concat_split",
+            "google_authenticator"
         ]
     );
     // ... and each is a cargo-fuzz target of fuzz/Cargo.toml.
@@ -110,4 +111,9 @@ fn otpauth_uri_corpus() -> Result<(), String> {
 #[test]
 fn concat_split_corpus() -> Result<(), String> {
     replay("concat_split")
+}
+
+#[test]
+fn google_authenticator_corpus() -> Result<(), String> {
+    replay("google_authenticator")
 }
