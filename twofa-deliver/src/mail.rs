@@ -1,4 +1,5 @@
-//! The email method: settings, and the message (built by lettre) handed to smtp.rs.
+//! The email method: settings, the message (built by lettre), and the SMTP dialogue that sends
+//! it (ours: smtp.rs says why).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use toml_edit::DocumentMut;
 
 use crate::address::{self, Host};
 use crate::error::Failure;
-use crate::net;
+use crate::net::{self, Deadline};
 use crate::request::Invocation;
 use crate::settings::Settings;
-use crate::smtp::{self, Relay, TlsMode};
+use crate::smtp::Session;
 use crate::template::{self, Vars};
 use crate::tls;
 
@@ -40,6 +41,17 @@ const DEFAULT_BODY: &str = "Your login code for {user} on {host} is {code}.\n\
 /// Longest subject and body once filled in.
 const MAX_SUBJECT: usize = 200;
 const MAX_BODY: usize = 10_000;
+
+/// How the connection to the relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsMode {
+    /// Plain connection, then STARTTLS, required: a server that does not offer it is refused.
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+    /// No TLS: loopback relays only.
+    None,
+}
 
 /// Everything the email method needs besides the invocation.
 #[derive(Debug)]
@@ -198,25 +210,60 @@ pub(crate) fn send(settings: &EmailSettings, invocation: &Invocation) -> Result<
         &host,
         SystemTime::now(),
     )?;
-    let loopback_only = settings.tls == TlsMode::None;
-    let addrs = net::addresses(&settings.host, settings.port, loopback_only)?;
-    net::arm_deadline(
-        settings.timeout,
-        format!("SMTP server {}:{}", settings.host, settings.port),
-    );
-    let relay = Relay {
-        host: &settings.host,
-        addrs: &addrs,
-        tls: settings.tls,
-        roots: settings.roots.as_ref(),
-        credentials: settings
-            .credentials
-            .as_ref()
-            .map(|(user, pass)| (user.as_str(), pass.as_str())),
-        helo: &settings.helo,
-        timeout: settings.timeout,
+
+    let deadline = Deadline::after(settings.timeout);
+    let sock = net::connect(
+        &settings.host,
+        settings.port,
+        deadline,
+        settings.tls == TlsMode::None,
+    )?;
+    let config = match &settings.roots {
+        Some(roots) => Some(tls::client_config(roots)?),
+        None => None,
     };
-    smtp::send(&relay, message.envelope(), &message.formatted())
+    let mut session = match (settings.tls, &config) {
+        (TlsMode::Implicit, Some(config)) => Session::tls(
+            tls::handshake(config, &settings.host, sock)?,
+            settings.host.clone(),
+        ),
+        _ => Session::plain(sock, settings.host.clone()),
+    };
+    session.greeting()?;
+    let mut ext = session.ehlo(&settings.helo)?;
+    if let (TlsMode::StartTls, Some(config)) = (settings.tls, &config) {
+        if !ext.starttls {
+            return Err(Failure::delivery(format!(
+                "SMTP server {} does not offer STARTTLS (set tls = \"implicit\" for port 465)",
+                settings.host
+            )));
+        }
+        session.starttls(config)?;
+        ext = session.ehlo(&settings.helo)?;
+    }
+    if let Some((username, password)) = &settings.credentials {
+        if !session.is_tls() && !settings.host.is_loopback() {
+            return Err(Failure::settings(
+                "email: refusing to send credentials without TLS",
+            ));
+        }
+        session.authenticate(&ext, username, password)?;
+    }
+    session.expect(
+        &format!("MAIL FROM:<{}>", settings.from),
+        "the sender",
+        &[250],
+    )?;
+    for recipient in &recipients {
+        session.expect(
+            &format!("RCPT TO:<{recipient}>"),
+            &format!("recipient {recipient}"),
+            &[250, 251],
+        )?;
+    }
+    session.data(&message.formatted())?;
+    session.quit();
+    Ok(())
 }
 
 /// The message: plain text, UTF-8, lettre choosing 7bit, quoted-printable or base64 for the body

@@ -1,19 +1,25 @@
-//! Whose certificates are trusted, and with which crypto: the one place both the SMTP client
-//! (lettre) and the HTTPS client (ureq) take their TLS trust from.
+//! Whose certificates are trusted, and with which crypto: the one place both our SMTP client
+//! (smtp.rs) and the HTTPS client (ureq) take their TLS trust from; and the SMTP side's
+//! handshake under the deadline.
 //!
-//! Both crates would pick their own roots if asked (lettre: the system store; ureq: a baked-in
-//! webpki-roots snapshot). They are never asked: each gets the certificates loaded here, and
-//! the ring provider, so both programs' trust is exactly what this file says.
+//! ureq would pick its own roots if asked (a baked-in webpki-roots snapshot). It is never
+//! asked: it gets the certificates loaded here, and the ring provider, so the trust of both
+//! clients is exactly what this file says.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::RootCertStore;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
+use crate::address::Host;
 use crate::error::Failure;
+use crate::net::DeadlineStream;
+
+/// A TLS session over a deadline-bound TCP stream.
+pub(crate) type TlsStream = StreamOwned<ClientConnection, DeadlineStream>;
 
 /// Most CA certificates taken from a `ca_file`.
 const MAX_CA_CERTS: usize = 200;
@@ -62,9 +68,45 @@ fn usable(certs: Vec<CertificateDer<'static>>) -> Vec<CertificateDer<'static>> {
 }
 
 /// ring, not aws-lc-rs (which needs cmake and a large C build). TLS 1.2 and 1.3 are both
-/// allowed by each client's own configuration (lettre: minimum 1.2; ureq: rustls' versions).
+/// allowed (SMTP: `client_config`; ureq: rustls' versions).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The SMTP client's configuration: TLS 1.2 and 1.3 with rustls' safe defaults, the roots of
+/// `load_roots` only, no client certificate.
+pub(crate) fn client_config(
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, Failure> {
+    let mut store = RootCertStore::empty();
+    store.add_parsable_certificates(roots.iter().cloned());
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Failure::delivery(format!("TLS setup failed: {err}")))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Runs the handshake to its end, so certificate errors are reported as such (and not as a
+/// failed first write).
+pub(crate) fn handshake(
+    config: &Arc<ClientConfig>,
+    host: &Host,
+    mut sock: DeadlineStream,
+) -> Result<TlsStream, Failure> {
+    let name = match host {
+        Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+        Host::Name(name) => ServerName::try_from(name.clone())
+            .map_err(|_| Failure::settings(format!("{host} is not a valid TLS server name")))?,
+    };
+    let mut conn = ClientConnection::new(Arc::clone(config), name)
+        .map_err(|err| Failure::delivery(format!("TLS setup for {host} failed: {err}")))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .map_err(|err| Failure::delivery(format!("TLS handshake with {host} failed: {err}")))?;
+    }
+    Ok(StreamOwned::new(conn, sock))
 }
 
 #[cfg(test)]
