@@ -13,6 +13,7 @@ use std::path::Path;
 
 use twofa_core::config::{self, ConfigError, MAX_WINDOW};
 use twofa_core::enrollment::{Enrollment, Factor};
+use twofa_core::google_authenticator::{self, ParseError};
 use twofa_core::login::cut_code;
 use twofa_core::otp::{self, Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
 use twofa_core::recovery;
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("otpauth_uri", otpauth_uri),
     ("concat_split", concat_split),
     ("store_wire", store_wire),
+    ("google_authenticator", google_authenticator),
 ];
 
 /// An error's line, when it has one, is a line of the text.
@@ -333,6 +335,46 @@ pub fn store_wire(data: &[u8]) {
         }
         if let Ok(o) = OpOutcome::decode(line) {
             assert_eq!(OpOutcome::decode(&o.encode()), Ok(o), "{line:?}");
+        }
+    }
+}
+
+/// `google_authenticator::parse`, the user-writable `~/.google_authenticator` that
+/// `twofa-enroll import-google-authenticator` reads as root: never panics; what it accepts holds
+/// a secret of at least [`MIN_BITS`], a step size in range and scratch codes that are lines of
+/// the file, 8 digits each; an error names a line of the file and never quotes the secret line.
+pub fn google_authenticator(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    match google_authenticator::parse(text) {
+        Ok(g) => {
+            assert!(g.secret.bits() >= MIN_BITS, "{} bits", g.secret.bits());
+            if let Some(step) = g.step_size {
+                assert!((1..=3600).contains(&step), "step {step}");
+            }
+            assert!(g.scratch_codes.len() < lines.len().max(1));
+            for code in &g.scratch_codes {
+                assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()));
+                assert!(lines.iter().skip(1).any(|l| l.trim() == code));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!message.is_empty());
+            assert!(!message.chars().any(char::is_control), "{message:?}");
+            match &e {
+                ParseError::Empty => assert!(lines.is_empty(), "{text:?}"),
+                ParseError::Secret(_) => assert!(message.starts_with("line 1: "), "{message}"),
+                ParseError::Line(n, _) => {
+                    assert!((2..=lines.len()).contains(n), "line {n} of {}", lines.len())
+                }
+            }
+            let secret_line = lines.first().map(|l| l.trim()).unwrap_or_default();
+            if secret_line.len() >= 8 {
+                assert!(!message.contains(secret_line), "{message}");
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ case "$seconds" in
         exit 2
         ;;
 esac
-all=(config enrollment state otpauth_uri concat_split store_wire)
+all=(config enrollment state otpauth_uri concat_split store_wire google_authenticator)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 

@@ -61,7 +61,8 @@ fn every_fuzz_target_is_replayed() -> Result<(), String> {
             "state",
             "otpauth_uri",
             "concat_split",
-            "store_wire"
+            "store_wire",
+            "google_authenticator"
         ]
     );
     // ... and each is a cargo-fuzz target of fuzz/Cargo.toml.
@@ -116,4 +117,9 @@ fn concat_split_corpus() -> Result<(), String> {
 #[test]
 fn store_wire_corpus() -> Result<(), String> {
     replay("store_wire")
+}
+
+#[test]
+fn google_authenticator_corpus() -> Result<(), String> {
+    replay("google_authenticator")
 }

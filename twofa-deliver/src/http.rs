@@ -1,68 +1,67 @@
-//! One HTTP/1.1 POST over TLS (or plain HTTP to loopback), written by hand: a request line,
-//! four headers and a response parser are smaller to audit than an HTTP client library.
+//! One form POST over HTTPS (or plain HTTP to loopback), through ureq.
+//!
+//! ureq builds the request, frames the response (length, chunks, interim 1xx) and keeps the
+//! whole exchange within one global timeout. This file decides the rest: the URL forms
+//! accepted, our roots and the ring provider (never ureq's webpki-roots), no proxy from the
+//! environment, no redirects (a 3xx is an answer like any other), a bounded body.
 
-use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
-use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use ureq::http::Uri;
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::Agent;
 
 use crate::address::{self, Host};
 use crate::error::Failure;
-use crate::net::{self, Deadline};
+use crate::net;
 use crate::tls;
 
-/// Largest response accepted (the Pushover API answers a few hundred bytes).
-const MAX_RESPONSE: usize = 64 * 1024;
+/// Largest response body read (the Pushover API answers a few hundred bytes).
+const MAX_RESPONSE: u64 = 64 * 1024;
 
-/// An `http://` or `https://` URL, parsed far enough to connect and send the request line.
+/// An `http://` or `https://` URL without user info or fragment, with the parts the policy
+/// looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Url {
     pub(crate) https: bool,
     pub(crate) host: Host,
     pub(crate) port: u16,
-    /// Path and query, starting with `/`.
-    pub(crate) path: String,
+    uri: Uri,
 }
 
 impl Url {
     pub(crate) fn parse(text: &str) -> Option<Url> {
-        let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
-            (true, rest)
-        } else {
-            (false, text.strip_prefix("http://")?)
+        if text.contains('#') {
+            return None;
+        }
+        let uri: Uri = text.parse().ok()?;
+        let https = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains('#') {
+        let authority = uri.authority()?;
+        if authority.as_str().contains('@') {
             return None;
         }
         let default_port = if https { 443 } else { 80 };
-        // `[v6]:port`, `host:port`, or either without a port; never `user@`.
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port))
-                if !port.contains(']') && (host.starts_with('[') || !host.contains(':')) =>
-            {
-                (host, port.parse::<u16>().ok().filter(|p| *p != 0)?)
-            }
-            _ => (authority, default_port),
+        // `Authority::port` is None for a port out of range too: read it from the text.
+        let port = match authority.as_str().strip_prefix(authority.host())? {
+            "" => default_port,
+            rest => rest
+                .strip_prefix(':')?
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)?,
         };
         Some(Url {
             https,
-            host: address::parse_host(host)?,
+            host: address::parse_host(authority.host())?,
             port,
-            path: path.to_string(),
+            uri,
         })
-    }
-
-    fn host_header(&self) -> String {
-        let default_port = if self.https { 443 } else { 80 };
-        if self.port == default_port {
-            self.host.to_string()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
     }
 }
 
@@ -73,185 +72,73 @@ pub(crate) struct Response {
     pub(crate) body: Vec<u8>,
 }
 
-/// The request bytes of a form POST.
-pub(crate) fn form_request(url: &Url, form: &str) -> String {
-    format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: twofa-deliver/{}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-         Accept: application/json\r\nConnection: close\r\n\r\n{form}",
-        url.path,
-        url.host_header(),
-        env!("CARGO_PKG_VERSION"),
-        form.len()
-    )
-}
-
-/// POSTs `form` (already urlencoded) and reads the response, all before `deadline`. `roots` is
-/// `None` only for plain HTTP (which the caller allows for loopback only).
+/// POSTs `fields` as `application/x-www-form-urlencoded` and reads the response, all within
+/// `timeout`. `roots` is `None` only for plain HTTP, which the caller allows for loopback only.
 pub(crate) fn post_form(
     url: &Url,
-    roots: Option<&Arc<RootCertStore>>,
-    form: &str,
-    deadline: Deadline,
+    roots: Option<&Arc<Vec<CertificateDer<'static>>>>,
+    fields: &[(&str, &str)],
+    timeout: Duration,
 ) -> Result<Response, Failure> {
-    let sock = net::connect(&url.host, url.port, deadline, !url.https)?;
-    let request = form_request(url, form);
     let host = &url.host;
-    match (url.https, roots) {
+    let tls_config = match (url.https, roots) {
         (true, Some(roots)) => {
-            let config = tls::client_config(Arc::clone(roots))?;
-            let mut stream = tls::handshake(&config, host, sock)?;
-            exchange(&mut stream, &request, host)
+            let certs = roots
+                .iter()
+                .map(|cert| Certificate::from_der(cert.as_ref()).to_owned())
+                .collect();
+            TlsConfig::builder()
+                .provider(TlsProvider::Rustls)
+                .root_certs(RootCerts::Specific(Arc::new(certs)))
+                .unversioned_rustls_crypto_provider(tls::provider())
+                .build()
         }
+        (true, None) => return Err(Failure::delivery("https without trusted certificates")),
         (false, _) => {
-            let mut sock = sock;
-            exchange(&mut sock, &request, host)
+            // ureq resolves the name itself: every address `localhost` has must be loopback.
+            let all = net::addresses(host, url.port, false)?;
+            if !all.iter().all(|addr| addr.ip().is_loopback()) {
+                return Err(Failure::settings(format!(
+                    "{host} resolves to an address that is not loopback: http:// is refused"
+                )));
+            }
+            TlsConfig::default()
         }
-        (true, None) => Err(Failure::delivery("https without trusted certificates")),
-    }
+    };
+    let agent: Agent = Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .https_only(url.https)
+        .user_agent(format!("twofa-deliver/{}", env!("CARGO_PKG_VERSION")))
+        .accept("application/json")
+        .tls_config(tls_config)
+        .build()
+        .into();
+    let mut response = agent
+        .post(&url.uri)
+        .send_form(fields.iter().copied())
+        .map_err(|err| failure(host, "sending the request to", err))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE)
+        .read_to_vec()
+        .map_err(|err| failure(host, "reading the response from", err))?;
+    Ok(Response { status, body })
 }
 
-fn exchange(stream: &mut impl ReadWrite, request: &str, host: &Host) -> Result<Response, Failure> {
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.flush())
-        .map_err(|err| Failure::delivery(format!("sending the request to {host} failed: {err}")))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let eof = match stream.read(&mut chunk) {
-            Ok(0) => true,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                false
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => false,
-            // A server that closes without TLS close_notify: the framing below still decides
-            // whether the response is complete.
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => true,
-            Err(err) => {
-                return Err(Failure::delivery(format!(
-                    "reading the response from {host} failed: {err}"
-                )))
-            }
-        };
-        if buf.len() > MAX_RESPONSE {
-            return Err(Failure::delivery(format!(
-                "the response from {host} is too large"
-            )));
+fn failure(host: &Host, step: &str, err: ureq::Error) -> Failure {
+    match err {
+        ureq::Error::Timeout(_) => Failure::delivery(format!("{step} {host} timed out")),
+        ureq::Error::BodyExceedsLimit(_) => {
+            Failure::delivery(format!("the response from {host} is too large"))
         }
-        match parse_response(&buf, eof) {
-            Ok(Some(response)) => return Ok(response),
-            Ok(None) if eof => {
-                return Err(Failure::delivery(format!(
-                    "{host} closed the connection before a complete response"
-                )))
-            }
-            Ok(None) => {}
-            Err(why) => return Err(Failure::delivery(format!("{why} from {host}"))),
-        }
+        err => Failure::delivery(format!("{step} {host} failed: {err}")),
     }
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
-/// Parses a complete response from `buf`; `Ok(None)` if more bytes are needed. `eof`: the
-/// connection is closed, so a body without length ends here.
-pub(crate) fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
-    let mut buf = buf;
-    loop {
-        let Some(head_end) = find(buf, b"\r\n\r\n") else {
-            return Ok(None);
-        };
-        let head = std::str::from_utf8(&buf[..head_end])
-            .map_err(|_| "malformed HTTP response head".to_string())?;
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let status = parts
-            .next()
-            .filter(|s| s.len() == 3)
-            .and_then(|s| s.parse::<u16>().ok())
-            .filter(|s| (100..600).contains(s));
-        let (true, Some(status)) = (version.starts_with("HTTP/1."), status) else {
-            return Err("malformed HTTP status line".to_string());
-        };
-        let rest = &buf[head_end + 4..];
-        if (100..200).contains(&status) {
-            // An interim response (100 Continue): the real one follows.
-            buf = rest;
-            continue;
-        }
-        let mut content_length = None;
-        let mut chunked = false;
-        for line in lines {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| "malformed HTTP header".to_string())?;
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                content_length = Some(
-                    value
-                        .parse::<usize>()
-                        .map_err(|_| "malformed Content-Length".to_string())?,
-                );
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.to_ascii_lowercase().contains("chunked");
-            }
-        }
-        let body = if chunked {
-            match dechunk(rest)? {
-                Some(body) => body,
-                None => return Ok(None),
-            }
-        } else if let Some(length) = content_length {
-            match rest.get(..length) {
-                Some(body) => body.to_vec(),
-                None => return Ok(None),
-            }
-        } else if eof {
-            rest.to_vec()
-        } else {
-            return Ok(None);
-        };
-        return Ok(Some(Response { status, body }));
-    }
-}
-
-/// Decodes a chunked body; `Ok(None)` until the last (empty) chunk has arrived.
-fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = find(data, b"\r\n") else {
-            return Ok(None);
-        };
-        let size_text = std::str::from_utf8(&data[..line_end])
-            .map_err(|_| "malformed chunk size".to_string())?;
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .ok()
-            .filter(|s| *s <= MAX_RESPONSE)
-            .ok_or_else(|| "malformed chunk size".to_string())?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(Some(body));
-        }
-        let Some(chunk) = data.get(..size) else {
-            return Ok(None);
-        };
-        body.extend_from_slice(chunk);
-        match data.get(size..size + 2) {
-            None => return Ok(None),
-            Some(b"\r\n") => data = &data[size + 2..],
-            Some(_) => return Err("malformed chunk".to_string()),
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -260,27 +147,18 @@ mod tests {
     use std::net::{IpAddr, Ipv6Addr};
 
     #[test]
-    fn urls_are_split_into_host_port_and_path() {
+    fn urls_are_split_into_host_port_and_scheme() {
         let url = Url::parse("https://api.pushover.net/1/messages.json");
         assert_eq!(
-            url,
-            Some(Url {
-                https: true,
-                host: Host::Name("api.pushover.net".into()),
-                port: 443,
-                path: "/1/messages.json".into()
-            })
+            url.as_ref().map(|u| (u.https, &u.host, u.port)),
+            Some((true, &Host::Name("api.pushover.net".into()), 443))
         );
         let url = Url::parse("http://[::1]:8080/x?y=1");
         assert_eq!(
-            url.as_ref().map(|u| &u.host),
-            Some(&Host::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)))
+            url.as_ref().map(|u| (u.https, &u.host, u.port)),
+            Some((false, &Host::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)), 8080))
         );
-        assert_eq!(url.as_ref().map(|u| u.port), Some(8080));
-        assert_eq!(
-            Url::parse("https://h.example").map(|u| u.path),
-            Some("/".into())
-        );
+        assert!(Url::parse("https://h.example").is_some());
         for bad in [
             "ftp://h/x",
             "https://user@h/x",
@@ -288,65 +166,11 @@ mod tests {
             "https://h:99999/",
             "https://h/a b",
             "https:///x",
+            "https://h/x#frag",
             "https://h/x\r\nHost: evil",
+            "/relative",
         ] {
             assert_eq!(Url::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_request_names_method_path_type_and_length() {
-        let url = Url::parse("https://127.0.0.1:8443/1/messages.json");
-        let request = url.map(|u| form_request(&u, "a=b")).unwrap_or_default();
-        assert!(request.starts_with("POST /1/messages.json HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n"));
-        assert!(request.contains("Content-Type: application/x-www-form-urlencoded\r\n"));
-        assert!(request.ends_with(
-            "Content-Length: 3\r\nAccept: application/json\r\nConnection: close\r\n\r\na=b"
-        ));
-    }
-
-    #[test]
-    fn responses_are_framed_by_length_chunks_or_eof() -> Result<(), String> {
-        let full = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
-        assert_eq!(parse_response(&full[..full.len() - 1], false)?, None);
-        assert_eq!(
-            parse_response(full, false)?,
-            Some(Response {
-                status: 200,
-                body: b"body".to_vec()
-            })
-        );
-        let chunked = b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(&chunked[..40], false)?, None);
-        assert_eq!(
-            parse_response(chunked, false)?.map(|r| (r.status, r.body)),
-            Some((400, b"abcde".to_vec()))
-        );
-        let until_eof = b"HTTP/1.0 500 Oops\r\nServer: x\r\n\r\nhello";
-        assert_eq!(parse_response(until_eof, false)?, None);
-        assert_eq!(
-            parse_response(until_eof, true)?.map(|r| r.status),
-            Some(500)
-        );
-        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        assert_eq!(parse_response(interim, false)?.map(|r| r.status), Some(200));
-        Ok(())
-    }
-
-    #[test]
-    fn malformed_responses_are_errors() {
-        for bad in [
-            &b"SMTP/1.1 200 OK\r\n\r\n"[..],
-            b"HTTP/1.1 2000 OK\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        ] {
-            assert!(
-                parse_response(bad, true).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
         }
     }
 }

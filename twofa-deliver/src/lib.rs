@@ -55,7 +55,6 @@ mod address;
 mod error;
 mod fds;
 mod http;
-mod json;
 mod mail;
 mod net;
 mod pushover;

@@ -1,11 +1,13 @@
-//! The email method: settings, the message, and the SMTP dialogue that sends it.
+//! The email method: settings, the message (built by lettre), and the SMTP dialogue that sends
+//! it (ours: smtp.rs says why).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use data_encoding::BASE64;
-use rustls::RootCertStore;
+use lettre::message::{header, Mailbox, SinglePart};
+use lettre::Message;
+use rustls::pki_types::CertificateDer;
 use toml_edit::DocumentMut;
 
 use crate::address::{self, Host};
@@ -39,8 +41,6 @@ const DEFAULT_BODY: &str = "Your login code for {user} on {host} is {code}.\n\
 /// Longest subject and body once filled in.
 const MAX_SUBJECT: usize = 200;
 const MAX_BODY: usize = 10_000;
-/// RFC 5322's limit on a line, CRLF excluded.
-const MAX_BODY_LINE: usize = 998;
 
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub(crate) struct EmailSettings {
     host: Host,
     port: u16,
     tls: TlsMode,
-    roots: Option<Arc<RootCertStore>>,
+    roots: Option<Arc<Vec<CertificateDer<'static>>>>,
     credentials: Option<(String, String)>,
     from: String,
     subject: String,
@@ -219,7 +219,7 @@ pub(crate) fn send(settings: &EmailSettings, invocation: &Invocation) -> Result<
         settings.tls == TlsMode::None,
     )?;
     let config = match &settings.roots {
-        Some(roots) => Some(tls::client_config(Arc::clone(roots))?),
+        Some(roots) => Some(tls::client_config(roots)?),
         None => None,
     };
     let mut session = match (settings.tls, &config) {
@@ -261,13 +261,15 @@ pub(crate) fn send(settings: &EmailSettings, invocation: &Invocation) -> Result<
             &[250, 251],
         )?;
     }
-    session.data(&message)?;
+    session.data(&message.formatted())?;
     session.quit();
     Ok(())
 }
 
-/// The message as sent after DATA: headers, a blank line, the body; CRLF line ends; body lines
-/// starting with a dot doubled (RFC 5321 4.5.2). ASCII bodies go as 7bit, others as base64.
+/// The message: plain text, UTF-8, lettre choosing 7bit, quoted-printable or base64 for the body
+/// and RFC 2047 words for a non-ASCII subject; CRLF line ends. Every value was checked before
+/// (addresses by `address`, subject and body by `template`): lettre's own parsing is a second
+/// check, so a failure here is a settings error.
 pub(crate) fn compose(
     from: &str,
     recipients: &[String],
@@ -275,104 +277,33 @@ pub(crate) fn compose(
     body: &str,
     host: &str,
     now: SystemTime,
-) -> Result<String, Failure> {
+) -> Result<Message, Failure> {
+    let mailbox = |text: &str| {
+        text.parse::<Mailbox>()
+            .map_err(|err| Failure::settings(format!("`{}`: {err}", text.escape_default())))
+    };
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut out = String::new();
-    out.push_str(&format!(
-        "Date: {}\r\n",
-        rfc5322_date(since_epoch.as_secs())
-    ));
-    out.push_str(&format!("From: {from}\r\n"));
-    out.push_str(&format!("To: {}\r\n", recipients.join(", ")));
-    out.push_str(&format!("Subject: {}\r\n", encode_header(subject)));
-    out.push_str(&format!(
-        "Message-ID: <twofa.{}.{}.{}@{host}>\r\n",
-        since_epoch.as_secs(),
-        since_epoch.subsec_nanos(),
-        std::process::id()
-    ));
-    out.push_str("MIME-Version: 1.0\r\n");
-    out.push_str("Content-Type: text/plain; charset=utf-8\r\n");
-    // RFC 3834: vacation responders and list software leave it alone.
-    out.push_str("Auto-Submitted: auto-generated\r\n");
-    if body.is_ascii() {
-        out.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
-        for line in body.trim_end_matches('\n').split('\n') {
-            if line.len() > MAX_BODY_LINE {
-                return Err(Failure::settings(format!(
-                    "`body` has a line longer than {MAX_BODY_LINE} characters"
-                )));
-            }
-            if line.starts_with('.') {
-                out.push('.');
-            }
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
-    } else {
-        out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-        let encoded = BASE64.encode(body.replace('\n', "\r\n").as_bytes());
-        for chunk in encoded.as_bytes().chunks(76) {
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push_str("\r\n");
-        }
+    let mut builder = Message::builder()
+        .from(mailbox(from)?)
+        .subject(subject)
+        .date(now)
+        .message_id(Some(format!(
+            "<twofa.{}.{}.{}@{host}>",
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos(),
+            std::process::id()
+        )))
+        // RFC 3834: vacation responders and list software leave it alone.
+        .raw_header(header::HeaderValue::new(
+            header::HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_string(),
+        ));
+    for recipient in recipients {
+        builder = builder.to(mailbox(recipient)?);
     }
-    Ok(out)
-}
-
-/// A header value: as is when printable ASCII, else RFC 2047 encoded words of at most 45 bytes
-/// of UTF-8 each, on folded lines.
-fn encode_header(value: &str) -> String {
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return value.to_string();
-    }
-    let mut words = Vec::new();
-    let mut chunk = String::new();
-    for c in value.chars() {
-        if chunk.len() + c.len_utf8() > 45 {
-            words.push(std::mem::take(&mut chunk));
-        }
-        chunk.push(c);
-    }
-    words.push(chunk);
-    words
-        .iter()
-        .map(|w| format!("=?UTF-8?B?{}?=", BASE64.encode(w.as_bytes())))
-        .collect::<Vec<_>>()
-        .join("\r\n ")
-}
-
-/// `Thu, 01 Jan 1970 00:00:00 +0000` for a Unix time (UTC: no time zone database needed).
-fn rfc5322_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31): Howard Hinnant's algorithm.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    builder
+        .singlepart(SinglePart::plain(body.to_string()))
+        .map_err(|err| Failure::settings(format!("cannot build the message: {err}")))
 }
 
 #[cfg(test)]
@@ -380,54 +311,81 @@ mod tests {
     use super::*;
     use crate::settings;
 
-    #[test]
-    fn dates_are_rfc5322() {
-        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(
-            rfc5322_date(1_700_000_000),
-            "Tue, 14 Nov 2023 22:13:20 +0000"
-        );
+    fn text(message: &Message) -> String {
+        String::from_utf8_lossy(&message.formatted()).into_owned()
     }
 
     #[test]
-    fn bodies_are_dot_stuffed_with_crlf_line_ends() -> Result<(), Failure> {
-        let msg = compose(
+    fn the_message_has_the_headers_a_relay_expects_and_crlf_line_ends() -> Result<(), Failure> {
+        let message = compose(
             "twofa@example.com",
             &["a@example.com".into(), "b@example.com".into()],
             "Code",
             "Code: 123456\n.\n..x\n",
             "host.example.com",
-            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         )?;
-        assert!(msg.contains("To: a@example.com, b@example.com\r\n"));
-        assert!(msg.contains("\r\n\r\nCode: 123456\r\n..\r\n...x\r\n"));
-        assert!(msg.ends_with("...x\r\n"));
+        let msg = text(&message);
+        assert!(
+            msg.contains("Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"),
+            "{msg}"
+        );
+        assert!(msg.contains("From: twofa@example.com\r\n"), "{msg}");
+        assert!(
+            msg.contains("To: a@example.com, b@example.com\r\n"),
+            "{msg}"
+        );
+        assert!(msg.contains("Subject: Code\r\n"), "{msg}");
+        assert!(msg.contains("Message-ID: <twofa.1700000000.0."), "{msg}");
+        assert!(msg.contains("@host.example.com>\r\n"), "{msg}");
+        assert!(msg.contains("MIME-Version: 1.0\r\n"), "{msg}");
+        assert!(msg.contains("Auto-Submitted: auto-generated\r\n"), "{msg}");
+        assert!(msg.contains("Content-Transfer-Encoding: 7bit\r\n"), "{msg}");
+        // Dot-stuffing happens on the wire (smtp.rs), not in the message.
+        assert!(
+            msg.contains("\r\n\r\nCode: 123456\r\n.\r\n..x\r\n"),
+            "{msg}"
+        );
         assert!(!msg.replace("\r\n", "").contains('\n'));
+        let to: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(to, ["a@example.com", "b@example.com"]);
         Ok(())
     }
 
     #[test]
-    fn non_ascii_goes_base64_and_encoded_words() -> Result<(), Failure> {
-        let msg = compose(
+    fn non_ascii_is_encoded_and_lines_stay_short() -> Result<(), Failure> {
+        let body = format!(
+            "Votre code : 123456 — valable 5 minutes\n{}\n",
+            "x".repeat(1200)
+        );
+        let msg = text(&compose(
             "twofa@example.com",
             &["a@example.com".into()],
             "Code de connexion à usage unique pour éviter les problèmes",
-            "Votre code : 123456 — valable 5 minutes\n",
+            &body,
             "h",
             UNIX_EPOCH,
-        )?;
-        assert!(msg.contains("Subject: =?UTF-8?B?"));
-        assert!(msg.contains("?=\r\n =?UTF-8?B?"));
-        assert!(msg.contains("Content-Transfer-Encoding: base64"));
-        assert!(msg.lines().all(|l| l.len() <= 998));
+        )?);
+        assert!(
+            msg.contains("Subject: Code de connexion =?utf-8?b?w6A=?= usage"),
+            "{msg}"
+        );
+        assert!(msg.contains("Content-Transfer-Encoding: "), "{msg}");
+        assert!(!msg.contains("Content-Transfer-Encoding: 7bit"), "{msg}");
+        assert!(msg.is_ascii());
+        assert!(msg.split("\r\n").all(|l| l.len() <= 998));
         Ok(())
     }
 
     #[test]
-    fn overlong_body_lines_are_refused() {
-        let body = "x".repeat(MAX_BODY_LINE + 1);
-        assert!(compose("f@example.com", &[], "s", &body, "h", UNIX_EPOCH).is_err());
+    fn an_address_lettre_cannot_parse_is_a_settings_error() {
+        let err = compose("not an address", &[], "s", "b", "h", UNIX_EPOCH).err();
+        assert_eq!(err.map(|e| e.exit_code()), Some(2));
     }
 
     fn settings_from(text: &str) -> Result<EmailSettings, Failure> {

@@ -1,5 +1,6 @@
-//! TCP with one deadline for the whole delivery: every connect, read and write gets only the
-//! time that is left.
+//! Where to connect, and TCP with one deadline for the whole delivery: every connect, read and
+//! write of the SMTP dialogue gets only the time that is left. (The Pushover POST is kept
+//! within its budget by ureq's global timeout.)
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -64,15 +65,14 @@ fn timed_out(err: io::Error) -> io::Error {
     }
 }
 
-/// Connects to the first address of `host` that answers. With `loopback_only` (the setting
-/// relied on the host being local, for plaintext), addresses that are not loopback are never
-/// tried, whatever /etc/hosts says `localhost` is.
-pub(crate) fn connect(
+/// The addresses of `host`. With `loopback_only` (the setting relied on the host being local,
+/// for plaintext), addresses that are not loopback are dropped, whatever /etc/hosts says
+/// `localhost` is; none left is an error.
+pub(crate) fn addresses(
     host: &Host,
     port: u16,
-    deadline: Deadline,
     loopback_only: bool,
-) -> Result<DeadlineStream, Failure> {
+) -> Result<Vec<SocketAddr>, Failure> {
     let addrs: Vec<SocketAddr> = match host {
         Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
         Host::Name(name) => (name.as_str(), port)
@@ -84,8 +84,21 @@ pub(crate) fn connect(
         .into_iter()
         .filter(|addr| !loopback_only || addr.ip().is_loopback())
         .collect();
+    if addrs.is_empty() {
+        return Err(Failure::delivery(format!("{host} has no usable address")));
+    }
+    Ok(addrs)
+}
+
+/// Connects to the first address of `host` that answers (see `addresses` for `loopback_only`).
+pub(crate) fn connect(
+    host: &Host,
+    port: u16,
+    deadline: Deadline,
+    loopback_only: bool,
+) -> Result<DeadlineStream, Failure> {
     let mut last_error = None;
-    for addr in &addrs {
+    for addr in &addresses(host, port, loopback_only)? {
         let left = deadline
             .remaining()
             .map_err(|_| Failure::delivery(format!("timed out connecting to {host}:{port}")))?;
@@ -97,14 +110,14 @@ pub(crate) fn connect(
             Err(err) => last_error = Some(err),
         }
     }
-    Err(match last_error {
-        Some(err) => Failure::delivery(format!("cannot connect to {host}:{port}: {err}")),
-        None => Failure::delivery(format!("{host} has no usable address")),
-    })
+    let why = last_error.map_or_else(|| "no address".to_string(), |err| err.to_string());
+    Err(Failure::delivery(format!(
+        "cannot connect to {host}:{port}: {why}"
+    )))
 }
 
-/// This machine's name, for `{host}` and the default HELO; `localhost` if it has none that can
-/// go into a header.
+/// This machine's name, for `{host}`, the default HELO and the Message-ID; `localhost` if it
+/// has none that can go into a header.
 pub(crate) fn hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -116,13 +129,23 @@ pub(crate) fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
+    use std::net::{IpAddr, Ipv4Addr, TcpListener};
+
+    #[test]
+    fn loopback_only_keeps_loopback_addresses() -> Result<(), Failure> {
+        let local = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(addresses(&local, 25, true)?.len(), 1);
+        let remote = Host::Ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(addresses(&remote, 25, true).is_err());
+        assert_eq!(addresses(&remote, 25, false)?.len(), 1);
+        Ok(())
+    }
 
     #[test]
     fn a_silent_server_times_out_at_the_deadline() -> Result<(), Box<dyn std::error::Error>> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
-        let host = Host::Ip(std::net::Ipv4Addr::LOCALHOST.into());
+        let host = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let started = Instant::now();
         let mut stream = connect(
             &host,

@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use serde_json::Value;
 use toml_edit::DocumentMut;
 
 use crate::address;
 use crate::error::Failure;
 use crate::http::{self, Response, Url};
-use crate::json::Json;
 use crate::mail::absolute;
-use crate::net::{self, Deadline};
+use crate::net;
 use crate::request::Invocation;
 use crate::settings::Settings;
 use crate::template::{self, Vars};
@@ -40,7 +40,7 @@ const MAX_MESSAGE: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct PushoverSettings {
     url: Url,
-    roots: Option<Arc<RootCertStore>>,
+    roots: Option<Arc<Vec<CertificateDer<'static>>>>,
     token: String,
     title: String,
     message: String,
@@ -123,59 +123,40 @@ pub(crate) fn send(settings: &PushoverSettings, invocation: &Invocation) -> Resu
     if !title.is_empty() {
         fields.push(("title", title.as_str()));
     }
-    let form = form_encode(&fields);
-    let deadline = Deadline::after(settings.timeout);
-    let response = http::post_form(&settings.url, settings.roots.as_ref(), &form, deadline)?;
+    let response = http::post_form(
+        &settings.url,
+        settings.roots.as_ref(),
+        &fields,
+        settings.timeout,
+    )?;
     interpret(&response)
-}
-
-/// `application/x-www-form-urlencoded`, as browsers and the WHATWG URL standard write it.
-pub(crate) fn form_encode(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(name, value)| format!("{}={}", encode_component(name), encode_component(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 /// Success is HTTP 200 with `"status":1`; anything else is a failure that quotes the API's
 /// `errors` (which name the bad field, never echo the token).
 pub(crate) fn interpret(response: &Response) -> Result<(), Failure> {
-    let json = std::str::from_utf8(&response.body)
-        .ok()
-        .and_then(Json::parse);
+    let json: Option<Value> = serde_json::from_slice(&response.body).ok();
     let status_one = json
         .as_ref()
         .and_then(|j| j.get("status"))
-        .is_some_and(|s| *s == Json::Number(1.0));
+        .and_then(Value::as_i64)
+        == Some(1);
     if response.status == 200 && status_one {
         return Ok(());
     }
-    let errors: Vec<String> = match json.as_ref().and_then(|j| j.get("errors")) {
-        Some(Json::Array(items)) => items
-            .iter()
-            .filter_map(|item| match item {
-                Json::String(s) => Some(s.clone()),
-                _ => None,
-            })
-            .take(5)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let errors: Vec<String> = json
+        .as_ref()
+        .and_then(|j| j.get("errors"))
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .take(5)
+                .collect()
+        })
+        .unwrap_or_default();
     let why = match (response.status, errors.is_empty()) {
         (429, _) => "the application is over its message limit".to_string(),
         (_, false) => errors.join("; "),
@@ -192,18 +173,6 @@ pub(crate) fn interpret(response: &Response) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_encode_like_a_browser() {
-        assert_eq!(
-            form_encode(&[("message", "Code: 123 456 & more=é/ok~"), ("t", "a*b-c._d")]),
-            "message=Code%3A+123+456+%26+more%3D%C3%A9%2Fok%7E&t=a*b-c._d"
-        );
-        assert_eq!(
-            form_encode(&[("a", "line\nbreak+plus")]),
-            "a=line%0Abreak%2Bplus"
-        );
-    }
 
     fn response(status: u16, body: &str) -> Response {
         Response {

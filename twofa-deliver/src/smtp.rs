@@ -1,12 +1,24 @@
 //! An SMTP client for exactly one message (RFC 5321, STARTTLS RFC 3207, AUTH RFC 4954).
 //!
-//! Written by hand: the dialogue is a dozen commands, and a mail library would bring its own
-//! TLS, DNS and async stacks into a program whose whole point is to be small and auditable.
+//! Our own, not lettre's `SmtpConnection`: this dialogue is where the relay's bytes cross our
+//! trust boundary, and lettre 0.11.23 (the newest release; its source read in December 2026)
+//! lets two things through that this file refuses:
+//! - After the STARTTLS `220` it wraps its socket in TLS but keeps its read buffer: reply lines
+//!   a man in the middle sent in clear text right behind the `220` are then read as if they
+//!   came over TLS (the STARTTLS injection class, Postfix CVE-2011-0411).
+//!   `Session::starttls` refuses a connection with any byte buffered after that reply.
+//! - It reads a reply line to its end (`BufRead::read_line`) before applying its 1,000-byte
+//!   limit, so a server that never sends a newline grows its memory until the deadline.
+//!   `Session::read_line` gives up once `MAX_LINE` bytes have come without one.
+//!
+//! The dialogue is a dozen commands, under 400 lines with its reply parser; lettre still builds
+//! the message itself (mail.rs: MIME, encodings, the Date header).
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use data_encoding::BASE64;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use rustls::ClientConfig;
 
 use crate::address::Host;
@@ -14,8 +26,11 @@ use crate::error::Failure;
 use crate::net::DeadlineStream;
 use crate::tls::{self, TlsStream};
 
-/// Longest reply line accepted (RFC 5321 says 512; some servers are generous).
+/// Longest reply line accepted (RFC 5321 says 512; some servers are generous). The buffer
+/// never holds more than this plus one read (`READ_CHUNK`).
 const MAX_LINE: usize = 2048;
+/// Bytes asked for in one read.
+const READ_CHUNK: usize = 1024;
 /// Most lines in one multi-line reply.
 const MAX_REPLY_LINES: usize = 100;
 
@@ -198,7 +213,7 @@ impl Session {
                     self.host
                 )));
             }
-            let mut chunk = [0u8; 1024];
+            let mut chunk = [0u8; READ_CHUNK];
             match self.transport.read(&mut chunk) {
                 Ok(0) => {
                     return Err(Failure::delivery(format!(
@@ -330,10 +345,10 @@ impl Session {
         }
     }
 
-    /// DATA, the message (already dot-stuffed, CRLF line ends), and the final dot.
-    pub(crate) fn data(&mut self, message: &str) -> Result<(), Failure> {
+    /// DATA, the message (CRLF line ends) dot-stuffed, and the final dot.
+    pub(crate) fn data(&mut self, message: &[u8]) -> Result<(), Failure> {
         self.expect("DATA", "DATA", &[354])?;
-        self.send_raw(message.as_bytes())?;
+        self.send_raw(&dot_stuffed(message))?;
         let reply = self.command(".")?;
         if reply.code == 250 {
             Ok(())
@@ -354,6 +369,24 @@ impl Session {
             let _ = stream.flush();
         }
     }
+}
+
+/// The message as it goes after DATA: a dot that starts a line doubled (RFC 5321 4.5.2), and
+/// ending in CRLF so that the final dot is a line of its own.
+fn dot_stuffed(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 16);
+    let mut line_start = true;
+    for &byte in message {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -433,6 +466,15 @@ mod tests {
     fn an_endless_multi_line_reply_is_cut_off() {
         let lines = vec!["250-x"; MAX_REPLY_LINES + 1];
         assert!(parse(&lines).is_err());
+    }
+
+    #[test]
+    fn lines_starting_with_a_dot_are_doubled_and_the_message_ends_in_crlf() {
+        assert_eq!(
+            dot_stuffed(b".a\r\nb.\r\n..c\r\n."),
+            b"..a\r\nb.\r\n...c\r\n..\r\n"
+        );
+        assert_eq!(dot_stuffed(b"x\r\n"), b"x\r\n");
     }
 
     #[test]

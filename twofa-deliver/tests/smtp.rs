@@ -28,6 +28,11 @@ struct Options {
     mechanisms: &'static str,
     reject_rcpt: bool,
     silent: bool,
+    /// Answers STARTTLS with its 220 and a forged reply in the same write, as a man in the
+    /// middle would inject it in clear text.
+    inject_after_starttls: bool,
+    /// Greets with a line that never ends.
+    endless_greeting: bool,
 }
 
 impl Options {
@@ -38,6 +43,8 @@ impl Options {
             mechanisms: "PLAIN LOGIN",
             reject_rcpt: false,
             silent: false,
+            inject_after_starttls: false,
+            endless_greeting: false,
         }
     }
 }
@@ -133,6 +140,9 @@ fn start(
             let _ = server.read_line();
             return Ok(t);
         }
+        if options.endless_greeting {
+            return endless_line(&mut server).map(|()| t);
+        }
         if options.tls == Tls::Implicit {
             server.upgrade(&tls)?;
         }
@@ -154,6 +164,9 @@ fn start(
                 }
                 reply.push_str("250 8BITMIME\r\n");
                 server.send(&reply)?;
+            } else if upper == "STARTTLS" && options.inject_after_starttls {
+                server.send("220 ready\r\n250 injected\r\n")?;
+                server.upgrade(&tls)?;
             } else if upper == "STARTTLS" && options.tls == Tls::Starttls {
                 server.send("220 2.0.0 go ahead\r\n")?;
                 server.upgrade(&tls)?;
@@ -215,6 +228,19 @@ fn start(
         }
     });
     Ok((port, handle))
+}
+
+/// Sends `220 ` and then `x` without end, until the client hangs up (or 64 MiB, far more than
+/// any client should take).
+fn endless_line(server: &mut Server) -> io::Result<()> {
+    server.send("220 ")?;
+    let chunk = "x".repeat(64 * 1024);
+    for _ in 0..1024 {
+        if server.send(&chunk).is_err() {
+            return Ok(());
+        }
+    }
+    Err(io::Error::other("the client read 64 MiB of one reply line"))
 }
 
 fn transcript(handle: JoinHandle<io::Result<Transcript>>) -> io::Result<Transcript> {
@@ -442,5 +468,50 @@ fn plaintext_to_a_remote_relay_and_bad_destinations_are_settings_errors() -> Tes
         assert_eq!(output.status.code(), Some(2), "{bad}: {}", stderr(&output));
         assert_one_clean_line(&output);
     }
+    Ok(())
+}
+
+#[test]
+fn a_reply_injected_in_clear_text_behind_the_starttls_220_is_refused() -> TestResult {
+    let cert = TestCert::new()?;
+    let mut options = Options::new(Tls::Starttls);
+    options.auth = Some(("mailer", PASSWORD));
+    options.inject_after_starttls = true;
+    let (port, handle) = start(options, Arc::clone(&cert.server))?;
+    let extra = format!(
+        "ca_file = \"{}\"\nusername = \"mailer\"\npassword = \"{PASSWORD}\"\n",
+        cert.ca_file()
+    );
+    let output = deliver(
+        "email",
+        "alice@example.com",
+        &settings(port, "starttls", &extra),
+    )?;
+    assert_eq!(output.status.code(), Some(1));
+    assert_one_clean_line(&output);
+    let err = stderr(&output);
+    assert!(err.contains("after its STARTTLS reply"), "{err}");
+    // Nothing more was said: no EHLO over TLS answered by the forged line, no AUTH, no mail.
+    let t = transcript(handle)?;
+    assert_eq!(t.commands, ["EHLO client.example.com", "STARTTLS"]);
+    assert_eq!(t.authenticated, None);
+    Ok(())
+}
+
+#[test]
+fn a_reply_line_without_end_is_refused_long_before_the_deadline() -> TestResult {
+    let cert = TestCert::new()?;
+    let mut options = Options::new(Tls::Plain);
+    options.endless_greeting = true;
+    let (port, handle) = start(options, Arc::clone(&cert.server))?;
+    let started = Instant::now();
+    let output = deliver("email", "alice@example.com", &settings(port, "none", ""))?;
+    assert_eq!(output.status.code(), Some(1));
+    assert_one_clean_line(&output);
+    let err = stderr(&output);
+    assert!(err.contains("too long"), "{err}");
+    // Refused at the line limit, not read on until the 5 s deadline (or to the server's end).
+    assert!(started.elapsed() < Duration::from_secs(3));
+    transcript(handle)?;
     Ok(())
 }

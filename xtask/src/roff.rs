@@ -2,8 +2,16 @@
 //!
 //! Ours rather than pandoc: the output is committed and checked byte for byte, and pandoc's
 //! roff changes between versions (a Debian upgrade would fail CI with no change of ours); it
-//! would also be one more package to install. The pages need little, so the converter reads
-//! only this subset:
+//! would also be one more package to install.
+//!
+//! Ours rather than the `roff` crate (1.1.1, in Cargo.lock through clap_mangen) too, looked at
+//! for issue 15: that crate writes roff from a document built in code, it reads no markdown. It
+//! would take over `escape`, `guard` and the five macro lines below, about 25 of these 140
+//! lines, while the markdown reader, which is most of the file and has no crate of the same
+//! small size, stays ours either way; and every committed page would be regenerated for a
+//! different spelling of the same output. Not worth a dependency of xtask.
+//!
+//! The pages need little, so the converter reads only this subset:
 //!
 //! - `% name(section)`, the first line: the `.TH` title;
 //! - `# HEADING` (`.SH`) and `## Heading` (`.SS`);
