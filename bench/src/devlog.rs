@@ -25,6 +25,8 @@ use crate::{mkdir, Bench, Mode, RunSpec, Stats, World};
 /// (journald's way) unless paused (a stopped daemon).
 pub struct DevLog {
     paused: Arc<AtomicBool>,
+    /// Set by the reader while it is paused (not inside a `recv`).
+    idle: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -152,17 +154,21 @@ impl DevLog {
         sock.set_read_timeout(Some(Duration::from_millis(20)))
             .map_err(|e| e.to_string())?;
         let paused = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (paused, stop, received) = (paused.clone(), stop.clone(), received.clone());
+            let (paused, idle, stop, received) =
+                (paused.clone(), idle.clone(), stop.clone(), received.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 while !stop.load(Ordering::Relaxed) {
                     if paused.load(Ordering::Relaxed) {
+                        idle.store(true, Ordering::Release);
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     }
+                    idle.store(false, Ordering::Release);
                     if sock.recv(&mut buf).is_ok() {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
@@ -171,14 +177,24 @@ impl DevLog {
         };
         Ok(DevLog {
             paused,
+            idle,
             stop,
             received,
             thread: Some(thread),
         })
     }
 
+    /// Pausing waits until the reader is out of its `recv` (at most its 20 ms timeout): a
+    /// `recv` still under way would take one datagram from a queue the probe just filled, and
+    /// one stalled login's line would get through.
     fn pause(&self, paused: bool) {
+        if !paused {
+            self.idle.store(false, Ordering::Release);
+        }
         self.paused.store(paused, Ordering::Relaxed);
+        while paused && !self.idle.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Datagrams read so far.
