@@ -3,7 +3,8 @@
 # FUZZ_SECONDS (default 20) from the committed corpus and regressions, and any crash or failed
 # check fails the script. Needs a nightly toolchain (`cargo +nightly`) and cargo-fuzz (installed
 # from crates.io if missing). Without them it says so and exits 0: `cargo test` replays the
-# whole corpus on stable anyway (twofa-core/tests/fuzz_corpus.rs, the same checks).
+# whole corpus on stable anyway (twofa-core/tests/fuzz_corpus.rs and, for smtp_reply,
+# twofa-deliver/tests/fuzz_corpus.rs: the same checks).
 #
 #   tests/fuzz.sh                      every target, 20 s each
 #   FUZZ_SECONDS=300 tests/fuzz.sh state   one target, longer
@@ -22,13 +23,13 @@ case "$seconds" in
         exit 2
         ;;
 esac
-all=(config enrollment state otpauth_uri concat_split store_wire google_authenticator)
+all=(config enrollment state otpauth_uri concat_split store_wire google_authenticator smtp_reply)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all[@]}")
 
 stable_only() {
     echo "fuzz: $1; not fuzzing. The corpus is replayed on stable by cargo test" \
-        "(twofa-core/tests/fuzz_corpus.rs)."
+        "(twofa-core/tests/fuzz_corpus.rs, twofa-deliver/tests/fuzz_corpus.rs)."
     exit 0
 }
 

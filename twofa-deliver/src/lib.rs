@@ -58,6 +58,7 @@ mod http;
 mod mail;
 mod net;
 mod pushover;
+mod reply;
 mod request;
 mod script;
 mod settings;
