@@ -772,12 +772,16 @@ _twofa__enroll() {
             return 0
             ;;
         twofa__subcmd__enroll__subcmd__store__subcmd__init)
-            opts="-h --config --help"
+            opts="-h --state-format --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

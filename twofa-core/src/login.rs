@@ -865,10 +865,9 @@ fn verify(
     }
     // A failure is on disk before the module returns; if it can't be, still deny.
     let detail = match store.record_failure(account, req.now, &config.lockout) {
-        Ok(FailureOutcome::Counted(n)) => Some(format!(
-            "{prefix}failure {n} of {}",
-            config.lockout.max_failures
-        )),
+        Ok(FailureOutcome::Counted(n)) => {
+            Some(format!("{prefix}{}", config.lockout.describe_failure(n)))
+        }
         Ok(FailureOutcome::Locked(until)) => {
             conv.show_error(&locked_message(until, req.now));
             Some(format!("{prefix}too many failures; locked until {until}"))

@@ -2,6 +2,12 @@
 //!
 //! Kept apart from the enrollment (google-authenticator mixes them in one user-writable file):
 //! the module writes state on every login, the enrollment only changes when an admin acts.
+//!
+//! The state has two text forms ([`Format`]): version 1, what every release before the
+//! sliding failure window wrote, and version 2. A state is read in either form and written in
+//! the form it is in; [`UserState::upgrade_to`] moves it to a newer form, never back. Which
+//! form a store writes is its decision: the file store writes version 2 at once, the fleet
+//! store only once the fleet's switch says every host reads it (docs/fleet.md).
 
 use zeroize::Zeroizing;
 
@@ -14,7 +20,8 @@ use crate::tomlfile::{Doc, FieldError, Fields};
 pub struct Lockout {
     /// Failures that lock; 0: never lock.
     pub max_failures: u32,
-    /// Seconds over which failures add up, counted from the first one.
+    /// Seconds over which failures add up: the last `window` seconds (a sliding window; a
+    /// state in the version 1 form counts from the first failure instead, see [`Format`]).
     pub window: u64,
     /// Seconds the account stays locked.
     pub duration: u64,
@@ -27,6 +34,19 @@ impl Lockout {
         window: 900,
         duration: 300,
     };
+
+    /// The log's words for a failure that left the account unlocked, `n` being
+    /// [`FailureOutcome::Counted`]'s count (failures since the last success): "failure 3 of
+    /// 5" while that count is below `max_failures`; once earlier failures have left the
+    /// window (or a lock has ended) it can pass it, and the line says what still holds;
+    /// without lockout, "of 0" would mean nothing.
+    pub fn describe_failure(&self, n: u32) -> String {
+        match self.max_failures {
+            0 => format!("failure {n} (no lockout)"),
+            max if n < max => format!("failure {n} of {max}"),
+            max => format!("failure {n} (fewer than {max} within {} s)", self.window),
+        }
+    }
 }
 
 /// What `accept_step` decided.
@@ -96,7 +116,8 @@ pub struct Challenge {
 /// What `record_failure` counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureOutcome {
-    /// The failure is recorded; this many within the window.
+    /// The failure is recorded; this many since the last success (version 1 form: within the
+    /// current fixed window).
     Counted(u32),
     /// This failure locked the account until this Unix time.
     Locked(u64),
@@ -193,19 +214,70 @@ pub enum OpOutcome {
     Failure(FailureOutcome),
 }
 
-/// The state file format version.
-pub const VERSION: i64 = 1;
+/// The newest state text version this twofa reads and writes.
+pub const VERSION: i64 = 2;
+
+/// How many failure times a state keeps at most, whatever `max_failures` says: a policy
+/// change can't grow the state without bound. Up to this many `max_failures`, the sliding
+/// window is exact; above it, see [`UserState::apply`]'s `RecordFailure`.
+pub const FAILURE_TIMES_KEPT: usize = 64;
+
+/// The forms of the state text, oldest first.
+///
+/// Hosts of a fleet share the state (as this text, in a database row) and upgrade one by one,
+/// and a release refuses a form newer than it knows: so a store writes [`Format::V2`] only
+/// once every reader of the state reads it (see [`UserState::upgrade_to`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Format {
+    /// `version = 1`: what every release before the sliding window wrote (and what the fleet
+    /// store writes until its switch is on). Failures are counted in a fixed window that starts
+    /// at the first one (`first_failure_at`) and restart after it ends or at a lock; `failures`
+    /// is that window's count. A state in this form keeps that rule, so that a host of the
+    /// previous release sharing it counts the same way.
+    V1,
+    /// `version = 2`: the times of the newest failures (`failure_times`, at most
+    /// [`FAILURE_TIMES_KEPT`]) decide a lock over the last `window` seconds; `failures` counts
+    /// every failure since the last success (or unlock), a lock included.
+    #[default]
+    V2,
+}
+
+impl Format {
+    /// The `version` of this form's text.
+    pub fn version(self) -> i64 {
+        match self {
+            Format::V1 => 1,
+            Format::V2 => 2,
+        }
+    }
+
+    /// The form of text `version`, if this twofa knows it.
+    pub fn from_version(version: i64) -> Option<Format> {
+        match version {
+            1 => Some(Format::V1),
+            2 => Some(Format::V2),
+            _ => None,
+        }
+    }
+}
 
 /// Everything that changes at login.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserState {
+    /// The text form this state is in: what it was read as, or what a store moved it to.
+    pub format: Format,
     /// Highest TOTP step ever accepted: a step at or below it is a replay.
     pub totp_last_step: Option<u64>,
     /// The next HOTP counter that may be accepted: a lower one is a replay.
     pub hotp_next: Option<u64>,
-    /// Failed code attempts within the current window, since the last success.
+    /// Failed code attempts since the last success or unlock (what `status` and the log
+    /// show); in the version 1 form, within the current fixed window only, and 0 after a lock.
     pub failures: u32,
-    /// Unix time of the first failure of the current window.
+    /// Version 2: Unix times of the newest failures that may still count toward a lock (within
+    /// the window when they were recorded, none before the last lock), oldest first, at most
+    /// [`FAILURE_TIMES_KEPT`].
+    pub failure_times: Vec<u64>,
+    /// Version 1: Unix time of the first failure of the current fixed window.
     pub first_failure_at: Option<u64>,
     /// Unix time until which the account is locked.
     pub locked_until: Option<u64>,
@@ -228,16 +300,23 @@ impl UserState {
     pub fn parse(text: &str) -> Result<UserState, FieldError> {
         let doc = Doc::parse(text)?;
         let mut root = doc.root();
-        check_version(&mut root)?;
+        let format = check_version(&mut root)?;
         let max = u64::MAX >> 1;
         let mut state = UserState {
+            format,
             totp_last_step: root.unsigned("totp_last_step", 0, max)?,
             hotp_next: root.unsigned("hotp_next", 0, max)?,
             failures: root
                 .unsigned("failures", 0, u64::from(u32::MAX))?
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
-            first_failure_at: root.unsigned("first_failure_at", 0, max)?,
+            failure_times: Vec::new(),
+            // Each form has its own keys: a version 1 text with `failure_times`, or a version 2
+            // text with `first_failure_at`, is refused as an unknown key.
+            first_failure_at: match format {
+                Format::V1 => root.unsigned("first_failure_at", 0, max)?,
+                Format::V2 => None,
+            },
             locked_until: root.unsigned("locked_until", 0, max)?,
             last_failure_at: root.unsigned("last_failure_at", 0, max)?,
             last_success_at: root.unsigned("last_success_at", 0, max)?,
@@ -273,6 +352,17 @@ impl UserState {
                 ))
             }
         }
+        if format == Format::V2 {
+            for t in root.strings("failure_times")?.unwrap_or_default() {
+                match t.parse::<u64>() {
+                    Ok(t) if t <= max => state.failure_times.push(t),
+                    _ => return Err(root.error("failure_times", "each must be a Unix time")),
+                }
+            }
+            // Written at most this many; a hand-edited longer list keeps its newest.
+            let excess = state.failure_times.len().saturating_sub(FAILURE_TIMES_KEPT);
+            state.failure_times.drain(..excess);
+        }
         for t in root.strings("sends")?.unwrap_or_default() {
             match t.parse::<u64>() {
                 Ok(t) => state.sends.push(t),
@@ -300,10 +390,12 @@ impl UserState {
         Ok(state)
     }
 
-    /// The file's text.
+    /// The file's text, in the state's [`Format`]. The version 1 form is byte for byte what
+    /// the releases before version 2 wrote (hosts of a fleet that still run one read it).
     pub fn to_toml(&self) -> String {
         let mut out = format!(
-            "# twofa state: written at every login, do not edit by hand.\nversion = {VERSION}\nfailures = {}\n",
+            "# twofa state: written at every login, do not edit by hand.\nversion = {}\nfailures = {}\n",
+            self.format.version(),
             self.failures
         );
         for (key, value) in [
@@ -317,6 +409,14 @@ impl UserState {
             if let Some(v) = value {
                 out.push_str(&format!("{key} = {v}\n"));
             }
+        }
+        if self.format >= Format::V2 && !self.failure_times.is_empty() {
+            let list: Vec<String> = self
+                .failure_times
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect();
+            out.push_str(&format!("failure_times = [{}]\n", list.join(", ")));
         }
         if !self.remembered_hosts.is_empty() {
             out.push_str("remembered_hosts = [\n");
@@ -384,6 +484,40 @@ impl UserState {
                 OpOutcome::Done
             }
         }
+    }
+
+    /// A state in `format`, with nothing recorded yet.
+    pub fn empty(format: Format) -> UserState {
+        UserState {
+            format,
+            ..UserState::default()
+        }
+    }
+
+    /// Moves the state to `format` if that is newer than its own; never back (a row or file
+    /// that some host already wrote in a newer form stays in it). From version 1: the failures
+    /// of the current fixed window become the failure times, the first at `first_failure_at`
+    /// and the others at `last_failure_at` (they happened between the two; taking the later
+    /// time can only lock sooner than the exact times would).
+    pub fn upgrade_to(&mut self, format: Format) {
+        if format <= self.format {
+            return;
+        }
+        if self.format == Format::V1 {
+            let n = self.failures as usize;
+            let first = self.first_failure_at.or(self.last_failure_at);
+            let last = self.last_failure_at.or(first);
+            self.failure_times = match (first, last) {
+                (Some(first), Some(last)) if n > 0 => std::iter::once(first)
+                    .chain(std::iter::repeat_n(last, n - 1))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let excess = self.failure_times.len().saturating_sub(FAILURE_TIMES_KEPT);
+            self.failure_times.drain(..excess);
+            self.first_failure_at = None;
+        }
+        self.format = format;
     }
 
     /// Until when the account is locked, if it is at `now`.
@@ -560,14 +694,63 @@ impl UserState {
         self.used_recovery.clear();
     }
 
-    /// Counts a failed attempt: failures add up within `lockout.window` from the first one,
-    /// and the one that reaches `lockout.max_failures` locks the account. An attempt while
-    /// locked is not counted (it can't extend the lock, so a guesser can't keep the owner out
-    /// forever by trying; the lock ends on time).
+    /// Counts a failed attempt, and locks the account for `lockout.duration` when it makes
+    /// `lockout.max_failures` within the window (the rule of the state's [`Format`]). An
+    /// attempt while locked is not counted (it can't extend the lock, so a guesser can't keep
+    /// the owner out forever by trying; the lock ends on time).
     fn record_failure(&mut self, now: u64, lockout: &Lockout) -> FailureOutcome {
         if let Some(until) = self.locked_at(now) {
             return FailureOutcome::AlreadyLocked(until);
         }
+        self.last_failure_at = Some(now);
+        let lock = match self.format {
+            Format::V1 => self.count_in_fixed_window(now, lockout),
+            Format::V2 => self.count_in_sliding_window(now, lockout),
+        };
+        if lock {
+            let until = now.saturating_add(lockout.duration);
+            self.locked_until = Some(until);
+            return FailureOutcome::Locked(until);
+        }
+        FailureOutcome::Counted(self.failures)
+    }
+
+    /// Version 2: whether this failure makes `max_failures` within the last `window` seconds
+    /// (times within `window` of `now`, a later one from a host whose clock is ahead counted
+    /// too). Only the newest `max_failures` times can matter, so only they are kept (at most
+    /// [`FAILURE_TIMES_KEPT`]); a lock spends them, so after it ends the owner has
+    /// `max_failures` tries again, as after a success. Above [`FAILURE_TIMES_KEPT`], the lock
+    /// comes when the kept times all fall within the window and `failures` reaches
+    /// `max_failures`: never later than the exact rule, sometimes sooner.
+    fn count_in_sliding_window(&mut self, now: u64, lockout: &Lockout) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        self.failure_times
+            .retain(|&t| now.saturating_sub(t) < lockout.window);
+        self.failure_times.push(now);
+        let max = lockout.max_failures as usize;
+        let excess = self
+            .failure_times
+            .len()
+            .saturating_sub(max.min(FAILURE_TIMES_KEPT));
+        self.failure_times.drain(..excess);
+        let lock = match max {
+            0 => false,
+            m if m <= FAILURE_TIMES_KEPT => self.failure_times.len() >= m,
+            _ => {
+                self.failure_times.len() >= FAILURE_TIMES_KEPT
+                    && self.failures >= lockout.max_failures
+            }
+        };
+        if lock {
+            self.failure_times.clear();
+        }
+        lock
+    }
+
+    /// Version 1, the rule of the releases that wrote it: failures add up within
+    /// `lockout.window` from the first one, then the count starts again; the one that reaches
+    /// `max_failures` locks, and the count restarts at 0.
+    fn count_in_fixed_window(&mut self, now: u64, lockout: &Lockout) -> bool {
         let window_open = self
             .first_failure_at
             .is_some_and(|first| now.saturating_sub(first) < lockout.window);
@@ -576,20 +759,18 @@ impl UserState {
             self.first_failure_at = Some(now);
         }
         self.failures = self.failures.saturating_add(1);
-        self.last_failure_at = Some(now);
         if lockout.max_failures > 0 && self.failures >= lockout.max_failures {
-            let until = now.saturating_add(lockout.duration);
-            self.locked_until = Some(until);
             self.failures = 0;
             self.first_failure_at = None;
-            return FailureOutcome::Locked(until);
+            return true;
         }
-        FailureOutcome::Counted(self.failures)
+        false
     }
 
     /// Forgets failures and any lock (a success, or an admin's `unlock`).
     fn reset_failures(&mut self) {
         self.failures = 0;
+        self.failure_times.clear();
         self.first_failure_at = None;
         self.locked_until = None;
     }
@@ -599,10 +780,19 @@ fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn check_version(root: &mut Fields<'_>) -> Result<(), FieldError> {
+/// The text's form. A newer one than this twofa knows is refused with the version it would
+/// need (releases before version 2 say "version 2 is not known to this twofa").
+fn check_version(root: &mut Fields<'_>) -> Result<Format, FieldError> {
     match root.integer("version")? {
-        Some(VERSION) => Ok(()),
-        Some(v) => Err(root.error("version", format!("version {v} is not known to this twofa"))),
+        Some(v) => Format::from_version(v).ok_or_else(|| {
+            root.error(
+                "version",
+                format!(
+                    "version {v} is not known to this twofa (it reads versions 1 to {VERSION}): \
+                     upgrade twofa on this host"
+                ),
+            )
+        }),
         None => Err(root.error("version", "missing")),
     }
 }
@@ -613,10 +803,12 @@ mod tests {
 
     #[test]
     fn state_round_trips() -> Result<(), FieldError> {
-        let s = UserState {
+        let mut s = UserState {
+            format: Format::V1,
             totp_last_step: Some(58_000_000),
             hotp_next: Some(12),
             failures: 3,
+            failure_times: Vec::new(),
             first_failure_at: Some(1_700_000_000),
             locked_until: None,
             last_failure_at: Some(1_700_000_100),
@@ -633,6 +825,10 @@ mod tests {
             }),
             sends: vec![1, 2],
         };
+        assert_eq!(UserState::parse(&s.to_toml())?, s);
+        s.format = Format::V2;
+        s.first_failure_at = None;
+        s.failure_times = vec![1_700_000_050, 1_700_000_100];
         assert_eq!(UserState::parse(&s.to_toml())?, s);
         Ok(())
     }
@@ -660,12 +856,88 @@ mod tests {
         assert_eq!((s.failures, s.locked_until), (0, None));
     }
 
+    /// The guesser's trick against a fixed window: a few failures at the end of one window
+    /// and a few at the start of the next. The sliding window sees them together.
     #[test]
-    fn failures_outside_the_window_start_a_new_count() {
+    fn failures_across_a_window_boundary_lock_under_the_sliding_window() {
         let mut s = UserState::default();
-        s.record_failure(1000, &L);
-        s.record_failure(1050, &L);
-        assert_eq!(s.record_failure(1100, &L), FailureOutcome::Counted(1));
+        assert_eq!(s.record_failure(1000, &L), FailureOutcome::Counted(1));
+        assert_eq!(s.record_failure(1090, &L), FailureOutcome::Counted(2));
+        // 1000 has left the window: two within it, three since the last success.
+        assert_eq!(s.record_failure(1110, &L), FailureOutcome::Counted(3));
+        assert_eq!(s.failure_times, [1090, 1110]);
+        assert_eq!(s.record_failure(1120, &L), FailureOutcome::Locked(1170));
+        // The lock shows what was counted; `status` says 4, not 0.
+        assert_eq!((s.failures, s.locked_until), (4, Some(1170)));
+    }
+
+    #[test]
+    fn the_version_1_form_keeps_the_fixed_window_of_the_releases_that_wrote_it() {
+        let mut s = UserState::empty(Format::V1);
+        assert_eq!(s.record_failure(1000, &L), FailureOutcome::Counted(1));
+        assert_eq!(s.record_failure(1090, &L), FailureOutcome::Counted(2));
+        // The window from 1000 has ended: the count starts again, and the same four
+        // failures do not lock.
+        assert_eq!(s.record_failure(1110, &L), FailureOutcome::Counted(1));
+        assert_eq!(s.record_failure(1120, &L), FailureOutcome::Counted(2));
+        assert_eq!(s.record_failure(1130, &L), FailureOutcome::Locked(1180));
+        assert_eq!((s.failures, s.first_failure_at), (0, None));
+        assert!(s.failure_times.is_empty());
+        assert!(s.to_toml().contains("version = 1\n"));
+    }
+
+    #[test]
+    fn after_a_lock_ends_the_owner_has_max_failures_tries_again() {
+        let mut s = UserState::default();
+        for t in 0..2 {
+            s.record_failure(1000 + t, &L);
+        }
+        assert_eq!(s.record_failure(1002, &L), FailureOutcome::Locked(1052));
+        assert_eq!(s.record_failure(1052, &L), FailureOutcome::Counted(4));
+        assert_eq!(s.record_failure(1053, &L), FailureOutcome::Counted(5));
+        assert_eq!(s.record_failure(1054, &L), FailureOutcome::Locked(1104));
+        s.reset_failures();
+        assert_eq!((s.failures, s.locked_until), (0, None));
+        assert!(s.failure_times.is_empty());
+    }
+
+    #[test]
+    fn the_state_keeps_no_more_failure_times_than_can_matter() {
+        let mut s = UserState::default();
+        let many = Lockout {
+            max_failures: 100_000,
+            window: 1_000_000,
+            duration: 50,
+        };
+        for t in 0..200 {
+            s.record_failure(1000 + t, &many);
+            assert!(s.failure_times.len() <= FAILURE_TIMES_KEPT);
+        }
+        s.record_failure(2000, &L);
+        assert_eq!(
+            s.failure_times.len(),
+            1,
+            "only the newest max_failures (3) can matter"
+        );
+        assert_eq!(s.failure_times, [2000]);
+    }
+
+    #[test]
+    fn a_version_1_state_is_read_and_its_failures_still_count_after_the_upgrade(
+    ) -> Result<(), FieldError> {
+        let text = "version = 1\nfailures = 2\nfirst_failure_at = 1000\nlast_failure_at = 1040\n";
+        let mut s = UserState::parse(text)?;
+        assert_eq!((s.format, s.failures), (Format::V1, 2));
+        assert_eq!(s.to_toml().lines().nth(1), Some("version = 1"));
+        s.upgrade_to(Format::V2);
+        assert_eq!((s.failures, s.first_failure_at), (2, None));
+        assert_eq!(s.failure_times, [1000, 1040]);
+        assert_eq!(s.record_failure(1050, &L), FailureOutcome::Locked(1100));
+        // Never back: a version 2 state stays one.
+        s.upgrade_to(Format::V1);
+        assert_eq!(s.format, Format::V2);
+        assert!(s.to_toml().contains("version = 2\n"));
+        Ok(())
     }
 
     #[test]
@@ -842,6 +1114,20 @@ mod tests {
     }
 
     #[test]
+    fn the_log_says_what_a_failure_count_means() {
+        let off = Lockout {
+            max_failures: 0,
+            ..L
+        };
+        assert_eq!(off.describe_failure(49), "failure 49 (no lockout)");
+        assert_eq!(L.describe_failure(2), "failure 2 of 3");
+        assert_eq!(
+            L.describe_failure(7),
+            "failure 7 (fewer than 3 within 100 s)"
+        );
+    }
+
+    #[test]
     fn zero_max_failures_never_locks() {
         let mut s = UserState::default();
         let off = Lockout {
@@ -854,6 +1140,96 @@ mod tests {
                 FailureOutcome::Counted(i as u32 + 1)
             );
         }
+        assert!(
+            s.failure_times.is_empty(),
+            "nothing to keep without lockout"
+        );
+    }
+
+    /// The rule as the issue states it, with nothing bounded: every failure time since the
+    /// last success, unlock or lock is kept, and a failure locks when `max_failures` of them
+    /// fall within the last `window` seconds.
+    #[derive(Default)]
+    struct Model {
+        counted: Vec<u64>,
+        since_success: u32,
+        locked_until: Option<u64>,
+    }
+
+    impl Model {
+        fn locked(&self, now: u64) -> Option<u64> {
+            self.locked_until.filter(|&u| u > now)
+        }
+
+        fn failure(&mut self, now: u64, l: &Lockout) -> FailureOutcome {
+            if let Some(until) = self.locked(now) {
+                return FailureOutcome::AlreadyLocked(until);
+            }
+            self.since_success += 1;
+            self.counted.push(now);
+            let within = self.counted.iter().filter(|&&t| now - t < l.window).count();
+            if l.max_failures > 0 && within >= l.max_failures as usize {
+                self.counted.clear();
+                self.locked_until = Some(now + l.duration);
+                return FailureOutcome::Locked(now + l.duration);
+            }
+            FailureOutcome::Counted(self.since_success)
+        }
+
+        fn success(&mut self, now: u64) -> StepOutcome {
+            if let Some(until) = self.locked(now) {
+                return StepOutcome::Locked(until);
+            }
+            *self = Model::default();
+            StepOutcome::Accepted
+        }
+    }
+
+    proptest::proptest! {
+        /// The sliding window, kept as at most 64 times in the state text and read back after
+        /// every operation as a store does, makes every lock decision the model makes; above
+        /// 64 `max_failures` it locks no later than the model.
+        #[test]
+        fn the_sliding_window_agrees_with_a_model_that_keeps_every_failure(
+            max_failures in 0u32..72,
+            window in 1u64..120,
+            duration in 1u64..200,
+            events in proptest::collection::vec((0u8..12, 0u64..40), 1..220)
+        ) {
+            let l = Lockout { max_failures, window, duration };
+            let mut s = UserState::default();
+            let mut model = Model::default();
+            let (mut now, mut step) = (1_000u64, 0u64);
+            for (kind, dt) in events {
+                now += dt;
+                match kind {
+                    0 => {
+                        step += 1;
+                        proptest::prop_assert_eq!(s.accept_step(step, now), model.success(now));
+                    }
+                    1 => {
+                        s.reset_failures();
+                        model = Model::default();
+                    }
+                    _ => {
+                        let got = s.record_failure(now, &l);
+                        let want = model.failure(now, &l);
+                        if max_failures as usize <= FAILURE_TIMES_KEPT {
+                            proptest::prop_assert_eq!(got, want);
+                        } else if got != want {
+                            // Only sooner: the model has not locked yet, the state has.
+                            proptest::prop_assert!(matches!(want, FailureOutcome::Counted(_)));
+                            proptest::prop_assert_eq!(got, FailureOutcome::Locked(now + duration));
+                            break;
+                        }
+                    }
+                }
+                proptest::prop_assert!(s.failure_times.len() <= FAILURE_TIMES_KEPT);
+                let parsed = UserState::parse(&s.to_toml());
+                proptest::prop_assert_eq!(parsed.as_ref().ok(), Some(&s));
+                s = parsed.map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            }
+        }
     }
 
     proptest::proptest! {
@@ -861,9 +1237,10 @@ mod tests {
         /// and no step is accepted while locked.
         #[test]
         fn state_transitions_keep_their_promises(
+            v1 in proptest::bool::ANY,
             events in proptest::collection::vec((0u8..3, 0u64..40, 0u64..30), 1..80)
         ) {
-            let mut s = UserState::default();
+            let mut s = UserState::empty(if v1 { Format::V1 } else { Format::V2 });
             let mut now = 1_000u64;
             let mut accepted = std::collections::HashSet::new();
             for (kind, step, dt) in events {
@@ -881,7 +1258,10 @@ mod tests {
                     _ => { s.reset_failures(); }
                 }
                 proptest::prop_assert!(s.totp_last_step >= before.totp_last_step);
-                proptest::prop_assert!(s.failures < L.max_failures);
+                proptest::prop_assert!(s.failure_times.len() < L.max_failures as usize);
+                if v1 {
+                    proptest::prop_assert!(s.failures < L.max_failures);
+                }
                 let parsed = UserState::parse(&s.to_toml());
                 proptest::prop_assert_eq!(parsed.ok(), Some(s.clone()));
             }
@@ -892,11 +1272,24 @@ mod tests {
     fn broken_state_is_refused() {
         for text in [
             "version = 1\nfailures = -1\n",
-            "version = 2\n",
+            "version = 3\n",
             "version = 1\nwatermark = 3\n",
+            "version = 1\nfailure_times = [\"5\"]\n",
+            "version = 2\nfirst_failure_at = 5\n",
+            "version = 2\nfailure_times = [\"soon\"]\n",
             "failures = 1\n",
         ] {
             assert!(UserState::parse(text).is_err(), "{text}");
         }
+        let newer = UserState::parse("version = 3\n")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            newer.as_deref(),
+            Some(
+                "1: key `version`: version 3 is not known to this twofa (it reads versions 1 \
+                 to 2): upgrade twofa on this host"
+            )
+        );
     }
 }

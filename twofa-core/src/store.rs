@@ -14,8 +14,8 @@ use crate::enrollment::Enrollment;
 use crate::identity::Account;
 use crate::securefile::{FileError, Rules, SecureDir, LOCK_DEADLINE};
 pub use crate::state::{
-    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, OpOutcome, RecoveryOutcome,
-    SendOutcome, StateOp, StepOutcome, UserState,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Format, Lockout, OpOutcome,
+    RecoveryOutcome, SendOutcome, StateOp, StepOutcome, UserState,
 };
 use crate::tomlfile::FieldError;
 
@@ -317,17 +317,27 @@ impl FileStore {
             .ok_or_else(|| StoreError::File(FileError::WrongType(self.dir.join(name), "directory")))
     }
 
+    /// The account's state, in the newest form ([`Format`]): a file of the previous release
+    /// is read and written back as version 2 at its next change. Unlike a fleet's database,
+    /// only this host reads these files, and every reader on it (the module, this CLI, the
+    /// helper) comes in one package, upgraded as a whole: no switch is needed. What can
+    /// still meet a version 2 file is a process that loaded the older module before the
+    /// upgrade and was not restarted, or a downgrade: it refuses the file, "version 2 is not
+    /// known to this twofa", and denies that user (fail closed); docs/design.md says how
+    /// to go back.
     fn read_state(
         &self,
         state_dir: &SecureDir,
         account: &Account,
     ) -> Result<UserState, StoreError> {
         let name = format!("{}.toml", account.file_stem());
-        match state_dir.read(&name, &Rules::SECRET)? {
-            None => Ok(UserState::default()),
+        let mut state = match state_dir.read(&name, &Rules::SECRET)? {
+            None => UserState::empty(Format::V2),
             Some(text) => UserState::parse(&text)
-                .map_err(|e| StoreError::Corrupt(state_dir.path().join(&name), e)),
-        }
+                .map_err(|e| StoreError::Corrupt(state_dir.path().join(&name), e))?,
+        };
+        state.upgrade_to(Format::V2);
+        Ok(state)
     }
 
     /// Runs `change` on the account's state under its lock and writes the result.
@@ -534,7 +544,11 @@ mod tests {
 
     /// The operations of [`GOLDEN_SEQUENCE_STATE_TEXT`], run through any store, with the
     /// outcome each must give.
-    pub(crate) fn run_golden_sequence(s: &dyn Store, a: &Account) -> Result<(), StoreError> {
+    pub(crate) fn run_golden_sequence(
+        s: &dyn Store,
+        a: &Account,
+        format: Format,
+    ) -> Result<(), StoreError> {
         let lockout = Lockout {
             max_failures: 3,
             window: 900,
@@ -574,15 +588,19 @@ mod tests {
         );
         assert_eq!(s.accept_step(a, 101, 1100)?, StepOutcome::Locked(1308));
         assert_eq!(s.accept_step(a, 99, 1400)?, StepOutcome::Replayed);
+        // Version 1 restarts the count at a lock; version 2 shows every failure since the
+        // last success.
+        let n = if format == Format::V1 { 1 } else { 4 };
         assert_eq!(
             s.record_failure(a, 1401, &lockout)?,
-            FailureOutcome::Counted(1)
+            FailureOutcome::Counted(n)
         );
         Ok(())
     }
 
-    /// The state text the sequence above leaves, as twofa wrote it before its operations
-    /// became values: hosts of a fleet upgrade one by one, so this text must never change.
+    /// The state text the sequence above leaves in the version 1 form, as every release before
+    /// version 2 wrote it (the release at 119205a included): hosts of a fleet upgrade one by
+    /// one, so this text must never change, and a new twofa must read it.
     pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT: &str = "\
 # twofa state: written at every login, do not edit by hand.
 version = 1
@@ -605,19 +623,130 @@ used_recovery = [
 ]
 ";
 
+    /// The same sequence in the version 2 form: the failure since the lock is kept as its
+    /// time, and `failures` still counts the three before the lock.
+    pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT_V2: &str = "\
+# twofa state: written at every login, do not edit by hand.
+version = 2
+failures = 4
+totp_last_step = 100
+hotp_next = 13
+locked_until = 1308
+last_failure_at = 1401
+last_success_at = 1002
+failure_times = [\"1401\"]
+remembered_hosts = [
+    \"5000 192.0.2.7\",
+]
+challenge_salt = \"07070707070707070707070707070707\"
+challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
+challenge_expires = 2000
+sends = [\"1004\"]
+used_recovery = [
+    \"abababababababababababababababababababababababababababababababab\",
+]
+";
+
     #[test]
-    fn the_state_file_after_every_kind_of_operation_is_what_twofa_always_wrote(
+    fn the_state_file_after_every_kind_of_operation_is_the_version_2_form() -> Result<(), StoreError>
+    {
+        if !root_only() {
+            return Ok(());
+        }
+        let (s, p) = store();
+        run_golden_sequence(&s, &alice(), Format::V2)?;
+        let text = std::fs::read_to_string(p.join("lib/state/alice.toml"))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        assert_eq!(text, GOLDEN_SEQUENCE_STATE_TEXT_V2);
+        std::fs::remove_dir_all(p).ok();
+        Ok(())
+    }
+
+    /// The previous release's file (the golden text above is what it wrote) is read as it
+    /// is, and its next change writes the version 2 form with the failures still counting.
+    #[test]
+    fn a_state_file_of_the_previous_release_is_read_and_upgraded_at_its_next_change(
     ) -> Result<(), StoreError> {
         if !root_only() {
             return Ok(());
         }
         let (s, p) = store();
-        run_golden_sequence(&s, &alice())?;
-        let text = std::fs::read_to_string(p.join("lib/state/alice.toml"))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        assert_eq!(text, GOLDEN_SEQUENCE_STATE_TEXT);
+        s.record_failure(&alice(), 1, &Lockout::DEFAULT)?;
+        let file = p.join("lib/state/alice.toml");
+        let old = GOLDEN_SEQUENCE_STATE_TEXT.replace("1401", "1500");
+        std::fs::write(&file, &old).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let state = s.state(&alice())?;
+        assert_eq!((state.failures, state.totp_last_step), (1, Some(100)));
+        let lockout = Lockout {
+            max_failures: 3,
+            window: 900,
+            duration: 300,
+        };
+        assert_eq!(
+            s.record_failure(&alice(), 1600, &lockout)?,
+            FailureOutcome::Counted(2)
+        );
+        assert_eq!(
+            s.record_failure(&alice(), 1601, &lockout)?,
+            FailureOutcome::Locked(1901)
+        );
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| StoreError::Backend(e.to_string()))?;
+        assert!(text.starts_with("# twofa state: written at every login, do not edit by hand.\nversion = 2\nfailures = 3\n"), "{text}");
+        assert!(!text.contains("first_failure_at"), "{text}");
         std::fs::remove_dir_all(p).ok();
         Ok(())
+    }
+
+    /// A state in the version 1 form, changed by the same operations as a store applies them,
+    /// is written byte for byte as the previous release wrote it (the fleet store's form
+    /// until its switch is on; twofa-store's tests check the same through PostgreSQL).
+    #[test]
+    fn the_version_1_form_after_every_kind_of_operation_is_what_twofa_always_wrote(
+    ) -> Result<(), StoreError> {
+        let s = V1Store::default();
+        run_golden_sequence(&s, &alice(), Format::V1)?;
+        assert_eq!(s.0.borrow().to_toml(), GOLDEN_SEQUENCE_STATE_TEXT);
+        let read = UserState::parse(GOLDEN_SEQUENCE_STATE_TEXT)
+            .map_err(|e| StoreError::Corrupt(PathBuf::from("golden"), e))?;
+        assert_eq!(read, *s.0.borrow());
+        Ok(())
+    }
+
+    /// One account's state in memory, kept in the version 1 form.
+    struct V1Store(std::cell::RefCell<UserState>);
+
+    impl Default for V1Store {
+        fn default() -> Self {
+            V1Store(std::cell::RefCell::new(UserState::empty(Format::V1)))
+        }
+    }
+
+    impl Store for V1Store {
+        fn enrollment(&self, _: &Account) -> Result<Option<Enrollment>, StoreError> {
+            Ok(None)
+        }
+        fn put_enrollment(&self, _: &Account, _: &Enrollment, _: bool) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn disable_enrollment(&self, _: &Account, _: u64) -> Result<Option<String>, StoreError> {
+            Ok(None)
+        }
+        fn enrolled_names(&self) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn state(&self, _: &Account) -> Result<UserState, StoreError> {
+            Ok(self.0.borrow().clone())
+        }
+        fn update(&self, _: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+            let mut s = self.0.borrow_mut();
+            // Through the text, as a store does.
+            let mut state = UserState::parse(&s.to_toml())
+                .map_err(|e| StoreError::Corrupt(PathBuf::from("memory"), e))?;
+            let out = state.apply(op);
+            *s = state;
+            Ok(out)
+        }
     }
 
     #[test]

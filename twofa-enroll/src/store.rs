@@ -26,7 +26,13 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Action {
     /// Create the fleet key (if missing) and create or migrate the database schema.
-    Init,
+    Init {
+        /// Write login state in this form from now on. 2 (a sliding failure window) only once
+        /// EVERY host runs this release or later: an older host denies the logins of each
+        /// account written so. It does not go back.
+        #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u8).range(1..=2))]
+        state_format: Option<u8>,
+    },
     /// Connect to the store and check its schema and this host's fleet key.
     Check,
     /// Copy this host's enrollments (under [storage] dir) into the store; existing ones are kept.
@@ -45,18 +51,22 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         .hint("set [store] kind = \"postgres\" and settings = FILE; see twofa.toml(5) and docs/fleet.md"));
     }
     match args.action {
-        Action::Init => helper(&config, "init"),
-        Action::Check => helper(&config, "check"),
+        Action::Init { state_format } => {
+            let format = state_format.map(|v| format!("--state-format={v}"));
+            helper(&config, "init", format.as_deref())
+        }
+        Action::Check => helper(&config, "check", None),
         Action::Import => import(&config),
     }
 }
 
 /// Runs the helper's own `init` or `check` with this terminal.
-fn helper(config: &Config, word: &str) -> Result<(), Failure> {
+fn helper(config: &Config, word: &str, extra: Option<&str>) -> Result<(), Failure> {
     let status = Command::new(&config.store.helper)
         .arg(word)
         .arg("--settings")
         .arg(&config.store.settings)
+        .args(extra)
         .status()
         .map_err(|e| {
             Failure::new(format!(

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! twofa-store serve [--settings FILE]   the store protocol on stdin/stdout (run by pam_twofa)
-//! twofa-store init  [--settings FILE]   create the fleet key if missing; create or migrate the schema
+//! twofa-store init  [--settings FILE] [--state-format 2]
+//!                                       create the fleet key if missing; create or migrate the
+//!                                       schema; turn the state format switch on
 //! twofa-store check [--settings FILE]   connect; check the schema and this host's fleet key
 //! ```
 //! `serve`'s stdin and stdout are one socket to the module: nothing but protocol lines is
@@ -13,29 +15,35 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use twofa_core::state::Format;
 use twofa_core::store::StoreError;
 use twofa_store::pg::{self, PgStore};
-use twofa_store::schema::{self, KeyOrigin, SchemaChange};
+use twofa_store::schema::{self, FormatChange, KeyOrigin, SchemaChange};
 use twofa_store::seal::{FleetKey, KeyError};
 use twofa_store::settings::{self, DEFAULT_PATH};
 
-const USAGE: &str = "usage: twofa-store serve|init|check [--settings FILE]";
+const USAGE: &str = "usage: twofa-store serve|init|check [--settings FILE] [--state-format 2]";
 
 const HELP: &str = "\
 twofa-store: the fleet store helper of twofa (enrollments and login state in PostgreSQL)
 
-usage: twofa-store serve|init|check [--settings FILE]
+usage: twofa-store serve|init|check [--settings FILE] [--state-format 2]
 
   serve   answer the store protocol on stdin/stdout (pam_twofa and twofa-enroll run this)
   init    create the fleet key if missing, then create or migrate the database schema
-  check   connect, and check the schema version and this host's fleet key
+  check   connect, and check the schema version, this host's fleet key and the state format
 
-  --settings FILE   the settings (default /etc/twofa/store.toml; root-only, 0600)
+  --settings FILE     the settings (default /etc/twofa/store.toml; root-only, 0600)
+  --state-format 2    (init) write login state in its version 2 form from now on: a sliding
+                      failure window. Only once EVERY host runs this release or later: an older
+                      host denies the logins of each account it finds in the new form. There is
+                      no going back.
 
 examples:
-  twofa-store init                 on the first host: key, schema, key check
-  twofa-store check                on every host after copying store.toml and fleet.key
-  twofa-enroll store init|check    the same, with the paths from /etc/twofa/twofa.toml
+  twofa-store init                    on the first host: key, schema, key check
+  twofa-store check                   on every host after copying store.toml and fleet.key
+  twofa-store init --state-format 2   once every host is upgraded
+  twofa-enroll store init|check       the same, with the paths from /etc/twofa/twofa.toml
 
 exit status: 0 done, 1 failed (one line on stderr says why), 2 usage error.
 See docs/fleet.md.
@@ -54,7 +62,7 @@ fn main() -> ExitCode {
         print!("{HELP}");
         return ExitCode::SUCCESS;
     }
-    let (command, settings) = match parse_args(&args) {
+    let (command, settings, state_format) = match parse_args(&args) {
         Ok(parsed) => parsed,
         Err(why) => {
             eprintln!("twofa-store: {why}\n{USAGE}");
@@ -63,7 +71,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Serve => serve(&settings),
-        Command::Init => init(&settings),
+        Command::Init => init(&settings, state_format),
         Command::Check => check(&settings),
     };
     match result {
@@ -75,11 +83,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args(args: &[String]) -> Result<(Command, PathBuf), String> {
+/// The command, the settings file and `init`'s `--state-format`.
+type Parsed = (Command, PathBuf, Option<Format>);
+
+fn parse_args(args: &[String]) -> Result<Parsed, String> {
     let mut command = None;
     let mut settings = None;
+    let mut state_format = None;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
+        let format_value = match arg.as_str() {
+            "--state-format" => Some(
+                rest.next()
+                    .ok_or("--state-format needs a version")?
+                    .as_str(),
+            ),
+            other => other.strip_prefix("--state-format="),
+        };
+        if let Some(v) = format_value {
+            if state_format.is_some() {
+                return Err("--state-format given twice".into());
+            }
+            let format = v
+                .parse::<i64>()
+                .ok()
+                .and_then(Format::from_version)
+                .ok_or_else(|| {
+                    format!(
+                        "--state-format {v}: this twofa writes state formats 1 and {}",
+                        twofa_core::state::VERSION
+                    )
+                })?;
+            state_format = Some(format);
+            continue;
+        }
         let value = match arg.as_str() {
             "serve" | "init" | "check" if command.is_some() => {
                 return Err(format!("one command only, not also {arg}"))
@@ -111,9 +148,13 @@ fn parse_args(args: &[String]) -> Result<(Command, PathBuf), String> {
         settings = Some(PathBuf::from(value));
     }
     let command = command.ok_or("no command")?;
+    if state_format.is_some() && command != Command::Init {
+        return Err("--state-format goes with init only".into());
+    }
     Ok((
         command,
         settings.unwrap_or_else(|| PathBuf::from(DEFAULT_PATH)),
+        state_format,
     ))
 }
 
@@ -127,7 +168,7 @@ fn serve(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("the module's socket: {e}"))
 }
 
-fn init(path: &Path) -> Result<(), String> {
+fn init(path: &Path, state_format: Option<Format>) -> Result<(), String> {
     let settings = settings::load(path).map_err(|e| e.to_string())?;
     let key_file = settings.key_file.clone();
     let (key, origin) = match FleetKey::load(&key_file) {
@@ -163,7 +204,40 @@ fn init(path: &Path) -> Result<(), String> {
     if report.key_check_written {
         println!("wrote the fleet key check: hosts with another key will be refused");
     }
+    match state_format.map(|f| schema::set_state_format(&mut client, f)) {
+        None => {
+            let meta = schema::check(&mut client, &key).map_err(|e| e.to_string())?;
+            println!("{}", format_line(meta.state_format));
+        }
+        Some(Err(e)) => return Err(e.to_string()),
+        Some(Ok(FormatChange::Current(f))) => {
+            println!("{}; nothing to do", format_line(f));
+        }
+        Some(Ok(FormatChange::Switched(from, to))) => println!(
+            "switched the state format from {} to {}: hosts now write login state in version \
+             {} (a sliding failure window); a host older than this release denies the logins \
+             of each account written so (\"version {} is not known to this twofa\")",
+            from.version(),
+            to.version(),
+            to.version(),
+            to.version()
+        ),
+    }
     Ok(())
+}
+
+/// What `init` and `check` say about the state format switch.
+fn format_line(format: Format) -> String {
+    match format {
+        Format::V1 => "state format 1: the fixed failure window of earlier releases; once every \
+                       host runs this release, `twofa-enroll store init --state-format 2` \
+                       turns on the sliding window"
+            .to_string(),
+        f => format!(
+            "state format {}: every host must run a release that reads it",
+            f.version()
+        ),
+    }
 }
 
 fn check(path: &Path) -> Result<(), String> {
@@ -173,8 +247,10 @@ fn check(path: &Path) -> Result<(), String> {
         .check()
         .map_err(|e| e.to_string())?;
     println!(
-        "ok: {}, schema version {}, fleet key matches",
-        checked.server, checked.schema_version
+        "ok: {}, schema version {}, fleet key matches, state format {}",
+        checked.server,
+        checked.schema_version,
+        checked.state_format.version()
     );
     Ok(())
 }
@@ -183,7 +259,7 @@ fn check(path: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parsed(args: &[&str]) -> Result<(Command, PathBuf), String> {
+    fn parsed(args: &[&str]) -> Result<Parsed, String> {
         parse_args(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
@@ -191,15 +267,19 @@ mod tests {
     fn commands_and_the_settings_option_are_understood() {
         assert_eq!(
             parsed(&["serve"]),
-            Ok((Command::Serve, PathBuf::from(DEFAULT_PATH)))
+            Ok((Command::Serve, PathBuf::from(DEFAULT_PATH), None))
         );
         assert_eq!(
             parsed(&["check", "--settings", "/s.toml"]),
-            Ok((Command::Check, PathBuf::from("/s.toml")))
+            Ok((Command::Check, PathBuf::from("/s.toml"), None))
         );
         assert_eq!(
             parsed(&["--settings=/s.toml", "init"]),
-            Ok((Command::Init, PathBuf::from("/s.toml")))
+            Ok((Command::Init, PathBuf::from("/s.toml"), None))
+        );
+        assert_eq!(
+            parsed(&["init", "--state-format", "2"]),
+            Ok((Command::Init, PathBuf::from(DEFAULT_PATH), Some(Format::V2)))
         );
     }
 
@@ -212,6 +292,10 @@ mod tests {
             &["serve", "--settings", "rel.toml"],
             &["serve", "--settings=/a", "--settings=/b"],
             &["serve", "-v"],
+            &["serve", "--state-format", "2"],
+            &["init", "--state-format", "3"],
+            &["init", "--state-format"],
+            &["init", "--state-format=2", "--state-format=2"],
         ] {
             assert!(parsed(bad).is_err(), "{bad:?}");
         }

@@ -8,6 +8,13 @@
 //! the way `flock` serializes the logins of one host: sixteen hosts presenting the same TOTP
 //! code get one `Accepted`. The rules live once, in twofa-core.
 //!
+//! The state is written in the form the fleet's switch names ([`schema::Meta::state_format`],
+//! read with the schema version at every connection): version 1, which every release reads,
+//! until an admin runs `twofa-enroll store init --state-format 2`. Until then the lockout
+//! keeps the fixed window of the releases before (a version 1 state keeps its rule, see
+//! [`twofa_core::state::Format`]), so that old and new hosts count alike. A row is never
+//! moved back to an older form.
+//!
 //! Errors keep the trait's distinction: [`StoreError::Unavailable`] when the database could not
 //! be reached or the connection was lost (the policy may fall back to the host's own files),
 //! [`StoreError::Backend`] when it was reached but refused (a login, a schema, a row that does
@@ -15,6 +22,7 @@
 
 use std::error::Error as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
 
@@ -24,7 +32,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Transaction};
 use twofa_core::enrollment::Enrollment;
 use twofa_core::identity::Account;
-use twofa_core::state::UserState;
+use twofa_core::state::{Format, UserState};
 use twofa_core::store::{OpOutcome, StateOp, Store, StoreError};
 
 use crate::schema;
@@ -41,6 +49,9 @@ const ATTEMPTS: u32 = 4;
 pub struct PgStore {
     setup: Setup,
     conn: Mutex<Option<Client>>,
+    /// Whether the fleet's switch says version 2 ([`schema::Meta::state_format`]), as read
+    /// when the current connection was made.
+    writes_v2: AtomicBool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -68,6 +79,8 @@ pub struct Checked {
     pub server: String,
     /// The schema version.
     pub schema_version: u32,
+    /// The form in which the fleet's hosts write the state.
+    pub state_format: Format,
 }
 
 /// How a transaction body ends: both return the value; only `Commit` writes.
@@ -103,6 +116,7 @@ impl PgStore {
                 key,
             },
             conn: Mutex::new(None),
+            writes_v2: AtomicBool::new(false),
         }
     }
 
@@ -123,6 +137,7 @@ impl PgStore {
         PgStore {
             setup,
             conn: Mutex::new(None),
+            writes_v2: AtomicBool::new(false),
         }
     }
 
@@ -149,7 +164,17 @@ impl PgStore {
         Ok(Checked {
             server,
             schema_version,
+            state_format: self.format(),
         })
+    }
+
+    /// The form this store writes states in (the fleet's switch, as of the last connection).
+    pub fn format(&self) -> Format {
+        if self.writes_v2.load(Ordering::Relaxed) {
+            Format::V2
+        } else {
+            Format::V1
+        }
     }
 
     /// Runs `f` on the checked connection, connecting first if there is none or it was lost.
@@ -165,7 +190,9 @@ impl PgStore {
         for attempt in 1..=ATTEMPTS {
             if guard.as_ref().is_none_or(Client::is_closed) {
                 let mut client = connect(settings)?;
-                schema::check(&mut client, key)?;
+                let meta = schema::check(&mut client, key)?;
+                self.writes_v2
+                    .store(meta.state_format >= Format::V2, Ordering::Relaxed);
                 *guard = Some(client);
             }
             let Some(client) = guard.as_mut() else {
@@ -217,7 +244,7 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         let name = account.name.as_str();
         self.transact(|tx, _| {
-            let mut state = lock_state(tx, name)?;
+            let mut state = lock_state(tx, name, self.format())?;
             let before = state.clone();
             let out = change(&mut state);
             if state == before {
@@ -365,8 +392,9 @@ fn unix_time_i64(t: u64) -> Result<i64, Failure> {
         .map_err(|_| Failure::Store(StoreError::Backend(format!("time {t} is out of range"))))
 }
 
-/// Locks the account's state row (creating an empty one if needed) and returns its state.
-fn lock_state(tx: &mut Transaction<'_>, name: &str) -> Result<UserState, Failure> {
+/// Locks the account's state row (creating an empty one if needed) and returns its state, in
+/// `format` or the row's own if newer.
+fn lock_state(tx: &mut Transaction<'_>, name: &str, format: Format) -> Result<UserState, Failure> {
     let row = tx.query_typed_one(
         "INSERT INTO twofa_state (account, state) VALUES ($1, '')
          ON CONFLICT (account) DO UPDATE SET account = EXCLUDED.account
@@ -374,18 +402,22 @@ fn lock_state(tx: &mut Transaction<'_>, name: &str) -> Result<UserState, Failure
         &[(&name, Type::TEXT)],
     )?;
     let text: String = row.try_get(0)?;
-    parse_state(name, &text)
+    parse_state(name, &text, format)
 }
 
-fn parse_state(name: &str, text: &str) -> Result<UserState, Failure> {
-    if text.is_empty() {
-        return Ok(UserState::default());
-    }
-    UserState::parse(text).map_err(|e| {
-        Failure::Store(StoreError::Backend(format!(
-            "the state of {name} in the store is not valid: {e}"
-        )))
-    })
+/// The state of a row's text (empty: a row just created), moved forward to `format`.
+fn parse_state(name: &str, text: &str, format: Format) -> Result<UserState, Failure> {
+    let mut state = if text.is_empty() {
+        UserState::empty(format)
+    } else {
+        UserState::parse(text).map_err(|e| {
+            Failure::Store(StoreError::Backend(format!(
+                "the state of {name} in the store is not valid: {e}"
+            )))
+        })?
+    };
+    state.upgrade_to(format);
+    Ok(state)
 }
 
 fn write_state(tx: &mut Transaction<'_>, name: &str, state: &UserState) -> Result<(), Failure> {
@@ -448,7 +480,7 @@ impl Store for PgStore {
         let name = account.name.as_str();
         self.transact(|tx, key| {
             // The state row is the account's lock for every writer, enrollments included.
-            let mut state = lock_state(tx, name)?;
+            let mut state = lock_state(tx, name, self.format())?;
             // A replaced enrollment that can't be read is replaced all the same (--force).
             let old = match sealed_of(tx, name)? {
                 None => None,
@@ -485,7 +517,7 @@ impl Store for PgStore {
     ) -> Result<Option<String>, StoreError> {
         let name = account.name.as_str();
         self.transact(|tx, _| {
-            lock_state(tx, name)?;
+            lock_state(tx, name, self.format())?;
             let at = unix_time_i64(now)?;
             // Moved in one statement: the sealed row is kept as it was (it still opens for
             // this account only), nothing an admin removes is lost.
@@ -533,8 +565,8 @@ impl Store for PgStore {
                 &[(&name, Type::TEXT)],
             )?;
             match row {
-                None => Ok(UserState::default()),
-                Some(r) => parse_state(name, &r.try_get::<_, String>(0)?),
+                None => Ok(UserState::empty(self.format())),
+                Some(r) => parse_state(name, &r.try_get::<_, String>(0)?, self.format()),
             }
         })
     }

@@ -1,7 +1,7 @@
 //! The store's tables, their version, and the migrations that bring an older store up to date.
 //!
 //! ```text
-//! twofa_meta(key text primary key, value text)          schema_version, key_check
+//! twofa_meta(key text primary key, value text)          schema_version, key_check, state_format
 //! twofa_enrollments(account text primary key, sealed bytea, updated_at bigint)
 //! twofa_state(account text primary key, state text, updated_at bigint)
 //! twofa_disabled(id bigserial primary key, account text, sealed bytea, disabled_at bigint)
@@ -14,8 +14,16 @@
 //! `i + 1`. `init` applies the missing ones in one transaction under an advisory lock, so two
 //! admins running it at once do not race. A helper refuses to serve a schema older or newer
 //! than the one it knows rather than guess.
+//!
+//! `state_format` is the fleet's switch for the state text ([`twofa_core::state::Format`]): no
+//! row, the version 1 form that every release reads; `2`, set by `twofa-enroll store init
+//! --state-format 2` once every host runs a release that reads it. It is a row, not a schema
+//! version: releases before it read only `schema_version` and `key_check` (and refuse any
+//! schema version but their own), so they keep serving until they meet a row written in the
+//! new form, which they refuse ("version 2 is not known to this twofa"), denying that login.
 
 use postgres::{Client, GenericClient, SimpleQueryMessage};
+use twofa_core::state::{self, Format};
 use twofa_core::store::StoreError;
 
 use crate::pg::{is_undefined_table, store_error};
@@ -85,6 +93,83 @@ pub enum KeyOrigin {
     New,
 }
 
+/// The meta row of the state format switch.
+const STATE_FORMAT: &str = "state_format";
+
+/// What [`check`] found on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// The schema version.
+    pub schema_version: u32,
+    /// The form in which the fleet's hosts write the state ([`STATE_FORMAT`]).
+    pub state_format: Format,
+}
+
+/// What [`set_state_format`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatChange {
+    /// The switch was already there.
+    Current(Format),
+    /// It was moved from the first form to the second.
+    Switched(Format, Format),
+}
+
+/// Turns the fleet's state format switch to `format`, in one transaction under `init`'s lock.
+/// Forward only: rows already written in the newer form would stay in it (every release
+/// moves a state forward, never back), so going back would promise older hosts what the
+/// rows can't keep. Run it once every host runs a release that reads `format`.
+pub fn set_state_format(client: &mut Client, format: Format) -> Result<FormatChange, StoreError> {
+    let mut tx = client.transaction().map_err(store_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&INIT_LOCK])
+        .map_err(store_error)?;
+    let (version, _, current) = read_meta(&mut tx)?;
+    if version == 0 {
+        return Err(StoreError::Backend(
+            "the store has no schema yet: run `twofa-enroll store init` first".into(),
+        ));
+    }
+    let current = state_format(current.as_deref())?;
+    if format < current {
+        return Err(StoreError::Backend(format!(
+            "the store's state format is already {}; it does not go back to {} (states written \
+             in the newer form stay in it)",
+            current.version(),
+            format.version()
+        )));
+    }
+    if format == current {
+        return Ok(FormatChange::Current(current));
+    }
+    tx.execute(
+        "INSERT INTO twofa_meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        &[&STATE_FORMAT, &format.version().to_string()],
+    )
+    .map_err(store_error)?;
+    tx.commit().map_err(store_error)?;
+    Ok(FormatChange::Switched(current, format))
+}
+
+/// The state format the meta row names: none is version 1; one newer than this twofa knows
+/// means a newer release turned the switch, and this host must be upgraded.
+fn state_format(value: Option<&str>) -> Result<Format, StoreError> {
+    let Some(value) = value else {
+        return Ok(Format::V1);
+    };
+    let version: i64 = value.parse().map_err(|_| {
+        StoreError::Backend(format!(
+            "twofa_meta: {STATE_FORMAT} is \"{value}\", not a number"
+        ))
+    })?;
+    Format::from_version(version).ok_or_else(|| {
+        StoreError::Backend(format!(
+            "the store's state format is version {version}, newer than this twofa (it writes up \
+             to {}): upgrade twofa on this host",
+            state::VERSION
+        ))
+    })
+}
+
 /// Creates or migrates the schema to [`MIGRATIONS`] and writes or checks the key check, in one
 /// transaction. `before_commit` runs last (writing a new key file): if it fails, nothing is
 /// committed, so a store never holds the check of a key that no host has.
@@ -113,10 +198,10 @@ pub fn migrate(
         .query_one("SELECT to_regclass('twofa_meta') IS NOT NULL", &[])
         .and_then(|r| r.try_get(0))
         .map_err(store_error)?;
-    let (from, check) = if exists {
+    let (from, check, _) = if exists {
         read_meta(&mut tx)?
     } else {
-        (0, None)
+        (0, None, None)
     };
     if from > target {
         return Err(newer(from, target));
@@ -173,10 +258,10 @@ pub fn migrate(
 const IDLE_IN_TRANSACTION: &str = "10s";
 
 /// Checks, on a fresh connection, that the schema is the one this twofa needs and that the
-/// key check opens with `key`; returns the schema version. Also bounds how long a frozen
-/// session may hold a lock ([`IDLE_IN_TRANSACTION`]). One round trip.
-pub fn check(client: &mut Client, key: &FleetKey) -> Result<u32, StoreError> {
-    let (version, check) = read_meta_on_connect(client)?;
+/// key check opens with `key`; returns the schema version and the state format switch. Also
+/// bounds how long a frozen session may hold a lock ([`IDLE_IN_TRANSACTION`]). One round trip.
+pub fn check(client: &mut Client, key: &FleetKey) -> Result<Meta, StoreError> {
+    let (version, check, format) = read_meta_on_connect(client)?;
     let target = needed();
     if version < target {
         return Err(StoreError::Backend(format!(
@@ -187,8 +272,12 @@ pub fn check(client: &mut Client, key: &FleetKey) -> Result<u32, StoreError> {
     if version > target {
         return Err(newer(version, target));
     }
+    let state_format = state_format(format.as_deref())?;
     match check {
-        Some(c) if key.matches_key_check(&c) => Ok(version),
+        Some(c) if key.matches_key_check(&c) => Ok(Meta {
+            schema_version: version,
+            state_format,
+        }),
         Some(_) => Err(wrong_key()),
         None => Err(StoreError::Backend(
             "the store has no fleet key check: run `twofa-enroll store init`".into(),
@@ -213,13 +302,14 @@ fn newer(version: u32, target: u32) -> StoreError {
 
 /// [`read_meta`] and the session's settings in one simple query (one round trip). A session
 /// setting, not the role's: it needs no privilege and passes through PgBouncer.
-fn read_meta_on_connect(client: &mut Client) -> Result<(u32, Option<String>), StoreError> {
+fn read_meta_on_connect(client: &mut Client) -> Result<MetaFields, StoreError> {
     let messages = match client.simple_query(&format!(
         "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}';
-         SELECT key, value FROM twofa_meta WHERE key IN ('schema_version', 'key_check')"
+         SELECT key, value FROM twofa_meta
+         WHERE key IN ('schema_version', 'key_check', '{STATE_FORMAT}')"
     )) {
         Ok(m) => m,
-        Err(e) if is_undefined_table(&e) => return Ok((0, None)),
+        Err(e) if is_undefined_table(&e) => return Ok((0, None, None)),
         Err(e) => return Err(store_error(e)),
     };
     let mut fields = Vec::new();
@@ -233,15 +323,19 @@ fn read_meta_on_connect(client: &mut Client) -> Result<(u32, Option<String>), St
     meta_fields(fields)
 }
 
-/// The schema version and the key check, from the meta table; version 0 when there is no
-/// meta table at all (never inside a transaction: the error would abort it).
-fn read_meta(client: &mut impl GenericClient) -> Result<(u32, Option<String>), StoreError> {
+/// The schema version, the key check and the state format switch, as the meta table has them.
+type MetaFields = (u32, Option<String>, Option<String>);
+
+/// The schema version, the key check and the state format, from the meta table; version 0
+/// when there is no meta table at all (never inside a transaction: the error would abort it).
+fn read_meta(client: &mut impl GenericClient) -> Result<MetaFields, StoreError> {
     let rows = match client.query_typed(
-        "SELECT key, value FROM twofa_meta WHERE key IN ('schema_version', 'key_check')",
+        "SELECT key, value FROM twofa_meta
+         WHERE key IN ('schema_version', 'key_check', 'state_format')",
         &[],
     ) {
         Ok(rows) => rows,
-        Err(e) if is_undefined_table(&e) => return Ok((0, None)),
+        Err(e) if is_undefined_table(&e) => return Ok((0, None, None)),
         Err(e) => return Err(store_error(e)),
     };
     let mut fields = Vec::new();
@@ -253,9 +347,10 @@ fn read_meta(client: &mut impl GenericClient) -> Result<(u32, Option<String>), S
     meta_fields(fields)
 }
 
-fn meta_fields(fields: Vec<(String, String)>) -> Result<(u32, Option<String>), StoreError> {
+fn meta_fields(fields: Vec<(String, String)>) -> Result<MetaFields, StoreError> {
     let mut version = 0;
     let mut check = None;
+    let mut format = None;
     for (k, v) in fields {
         match k.as_str() {
             "schema_version" => {
@@ -265,8 +360,9 @@ fn meta_fields(fields: Vec<(String, String)>) -> Result<(u32, Option<String>), S
                     ))
                 })?;
             }
+            STATE_FORMAT => format = Some(v),
             _ => check = Some(v),
         }
     }
-    Ok((version, check))
+    Ok((version, check, format))
 }

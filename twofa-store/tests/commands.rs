@@ -21,6 +21,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// What `init` says while the state format switch is off.
+const FORMAT_1: &str = "state format 1: the fixed failure window of earlier releases; once \
+                        every host runs this release, `twofa-enroll store init --state-format 2` \
+                        turns on the sliding window\n";
+
 #[test]
 fn init_creates_the_key_and_schema_and_a_second_init_has_nothing_to_do() -> TestResult {
     let Some(env) = TestEnv::new("cmd_init")? else {
@@ -34,7 +39,7 @@ fn init_creates_the_key_and_schema_and_a_second_init_has_nothing_to_do() -> Test
         format!(
             "created fleet key {}: copy it to every host, root-only, 0600\n\
              created schema version 1\n\
-             wrote the fleet key check: hosts with another key will be refused\n",
+             wrote the fleet key check: hosts with another key will be refused\n{FORMAT_1}",
             env.key_path.display()
         )
     );
@@ -49,7 +54,7 @@ fn init_creates_the_key_and_schema_and_a_second_init_has_nothing_to_do() -> Test
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
     assert_eq!(
         text(&second.stdout),
-        "schema is at version 1; nothing to do\n"
+        format!("schema is at version 1; nothing to do\n{FORMAT_1}")
     );
     assert_eq!(
         std::fs::read_to_string(&env.key_path)?,
@@ -62,9 +67,61 @@ fn init_creates_the_key_and_schema_and_a_second_init_has_nothing_to_do() -> Test
     assert_eq!(
         text(&check.stdout),
         format!(
-            "ok: 127.0.0.1:{}, schema version 1, fleet key matches\n",
+            "ok: 127.0.0.1:{}, schema version 1, fleet key matches, state format 1\n",
             env.server.port
         )
+    );
+    Ok(())
+}
+
+#[test]
+fn the_state_format_switch_turns_on_once_and_does_not_go_back() -> TestResult {
+    let Some(env) = TestEnv::new("cmd_state_format")? else {
+        return Ok(());
+    };
+    env.init()?;
+    let on = run(&["init", "--state-format", "2"], &env.settings_path)?;
+    assert_eq!(on.status.code(), Some(0), "{}", text(&on.stderr));
+    assert_eq!(
+        text(&on.stdout),
+        "schema is at version 1; nothing to do\n\
+         switched the state format from 1 to 2: hosts now write login state in version 2 (a \
+         sliding failure window); a host older than this release denies the logins of each \
+         account written so (\"version 2 is not known to this twofa\")\n"
+    );
+    let again = run(&["init", "--state-format=2"], &env.settings_path)?;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).ends_with(
+            "state format 2: every host must run a release that reads it; nothing to do\n"
+        ),
+        "{}",
+        text(&again.stdout)
+    );
+    let back = run(&["init", "--state-format", "1"], &env.settings_path)?;
+    assert_eq!(back.status.code(), Some(1));
+    assert_eq!(
+        text(&back.stderr),
+        "twofa-store: error: store: the store's state format is already 2; it does not go back \
+         to 1 (states written in the newer form stay in it)\n"
+    );
+    let check = run(&["check"], &env.settings_path)?;
+    assert!(
+        text(&check.stdout).ends_with("fleet key matches, state format 2\n"),
+        "{}",
+        text(&check.stdout)
+    );
+    // A switch set by a newer release: this host says it must be upgraded.
+    env.admin()?.execute(
+        "UPDATE twofa_meta SET value = '3' WHERE key = 'state_format'",
+        &[],
+    )?;
+    let newer = run(&["check"], &env.settings_path)?;
+    assert_eq!(newer.status.code(), Some(1));
+    assert_eq!(
+        text(&newer.stderr),
+        "twofa-store: error: store: the store's state format is version 3, newer than this \
+         twofa (it writes up to 2): upgrade twofa on this host\n"
     );
     Ok(())
 }
@@ -165,7 +222,7 @@ fn a_usage_error_exits_2_with_the_usage_line() -> TestResult {
     assert_eq!(
         text(&out.stderr),
         "twofa-store: unknown argument \"migrate\"\n\
-         usage: twofa-store serve|init|check [--settings FILE]\n"
+         usage: twofa-store serve|init|check [--settings FILE] [--state-format 2]\n"
     );
     assert_eq!(text(&out.stdout), "");
     Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{account, enrollment, TestEnv, TestResult, SECRET_B32};
 use twofa_core::fleet::HelperStore;
 use twofa_core::store::{
-    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Lockout, RecoveryOutcome,
+    Challenge, ChallengeOutcome, Confirmation, FailureOutcome, Format, Lockout, RecoveryOutcome,
     SendOutcome, StepOutcome, Store, StoreError,
 };
 use twofa_store::schema::{self, KeyOrigin, SchemaChange};
@@ -117,9 +117,9 @@ fn a_success_clears_the_failure_count() -> TestResult {
     Ok(())
 }
 
-/// The state text the sequence in the test below leaves, as twofa wrote it before its
-/// operations became values (twofa-core's file store test has the same sequence and text):
-/// hosts of a fleet upgrade one by one and share these rows, so it must never change.
+/// The state text the sequence below leaves in the version 1 form, as every release before
+/// version 2 wrote it (twofa-core has the same sequence and text): hosts of a fleet upgrade
+/// one by one and share these rows, so until the switch is on it must never change.
 const GOLDEN_SEQUENCE_STATE_TEXT: &str = "\
 # twofa state: written at every login, do not edit by hand.
 version = 1
@@ -142,9 +142,9 @@ used_recovery = [
 ]
 ";
 
-#[test]
-fn the_state_row_after_every_kind_of_operation_is_what_twofa_always_wrote() -> TestResult {
-    let (env, s) = env_and_store!("golden");
+/// The operations of the golden texts, with the outcomes each must give; the last failure is
+/// the `last`-th counted (version 1 restarts the count at a lock, version 2 does not).
+fn run_golden_sequence(s: &dyn Store, last: u32) -> TestResult {
     let a = account("alice");
     let lockout = Lockout {
         max_failures: 3,
@@ -187,13 +187,167 @@ fn the_state_row_after_every_kind_of_operation_is_what_twofa_always_wrote() -> T
     assert_eq!(s.accept_step(&a, 99, 1400)?, StepOutcome::Replayed);
     assert_eq!(
         s.record_failure(&a, 1401, &lockout)?,
-        FailureOutcome::Counted(1)
+        FailureOutcome::Counted(last)
     );
-    let text: String = env
+    Ok(())
+}
+
+fn state_row(env: &TestEnv, name: &str) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(env
         .admin()?
-        .query_one("SELECT state FROM twofa_state WHERE account = 'alice'", &[])?
-        .try_get(0)?;
-    assert_eq!(text, GOLDEN_SEQUENCE_STATE_TEXT);
+        .query_one("SELECT state FROM twofa_state WHERE account = $1", &[&name])?
+        .try_get(0)?)
+}
+
+/// Turns the fleet's state format switch on, as `twofa-enroll store init --state-format 2`.
+fn switch_on(env: &TestEnv) -> TestResult {
+    let mut client = twofa_store::pg::connect(&env.settings()?)?;
+    schema::set_state_format(&mut client, Format::V2)?;
+    Ok(())
+}
+
+#[test]
+fn until_the_switch_is_on_the_state_row_is_what_twofa_always_wrote() -> TestResult {
+    let (env, s) = env_and_store!("golden");
+    run_golden_sequence(&s, 1)?;
+    assert_eq!(state_row(&env, "alice")?, GOLDEN_SEQUENCE_STATE_TEXT);
+    Ok(())
+}
+
+/// The state text of the same sequence once the switch is on (twofa-core's file store
+/// writes it too).
+const GOLDEN_SEQUENCE_STATE_TEXT_V2: &str = "\
+# twofa state: written at every login, do not edit by hand.
+version = 2
+failures = 4
+totp_last_step = 100
+hotp_next = 13
+locked_until = 1308
+last_failure_at = 1401
+last_success_at = 1002
+failure_times = [\"1401\"]
+remembered_hosts = [
+    \"5000 192.0.2.7\",
+]
+challenge_salt = \"07070707070707070707070707070707\"
+challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
+challenge_expires = 2000
+sends = [\"1004\"]
+used_recovery = [
+    \"abababababababababababababababababababababababababababababababab\",
+]
+";
+
+#[test]
+fn once_the_switch_is_on_the_state_row_is_the_version_2_form() -> TestResult {
+    let (env, _) = env_and_store!("golden_v2");
+    switch_on(&env)?;
+    let s = env.store()?;
+    run_golden_sequence(&s, 4)?;
+    assert_eq!(state_row(&env, "alice")?, GOLDEN_SEQUENCE_STATE_TEXT_V2);
+    assert_eq!(s.check()?.state_format, Format::V2);
+    Ok(())
+}
+
+/// The guesser's trick against a fixed window (failures around its boundary) works until the
+/// switch is on, as with the previous release; once it is on, the same failures lock.
+#[test]
+fn the_sliding_window_needs_the_switch_and_the_fixed_window_holds_until_then() -> TestResult {
+    let (env, s) = env_and_store!("sliding");
+    let lockout = Lockout {
+        max_failures: 3,
+        window: 100,
+        duration: 50,
+    };
+    let around_a_boundary = |s: &dyn Store, who: &str| -> Result<Vec<FailureOutcome>, StoreError> {
+        let a = account(who);
+        [1000, 1090, 1110, 1120]
+            .iter()
+            .map(|&t| s.record_failure(&a, t, &lockout))
+            .collect()
+    };
+    assert_eq!(
+        around_a_boundary(&s, "alice")?,
+        [1, 2, 1, 2].map(FailureOutcome::Counted)
+    );
+    assert!(state_row(&env, "alice")?.contains("\nversion = 1\n"));
+    switch_on(&env)?;
+    // The switch is read at each connection (a login's helper makes its own).
+    let s = env.store()?;
+    assert_eq!(
+        around_a_boundary(&s, "bob")?,
+        [
+            FailureOutcome::Counted(1),
+            FailureOutcome::Counted(2),
+            FailureOutcome::Counted(3),
+            FailureOutcome::Locked(1170)
+        ]
+    );
+    let bob = s.state(&account("bob"))?;
+    assert_eq!((bob.failures, bob.locked_until), (4, Some(1170)));
+    Ok(())
+}
+
+/// A row the previous release wrote is read by this one, before and after the switch; after
+/// it, its next change writes the version 2 form and its failures still count.
+#[test]
+fn a_row_of_the_previous_release_is_read_and_moved_forward_by_the_switch() -> TestResult {
+    let (env, s) = env_and_store!("old_row");
+    let old = GOLDEN_SEQUENCE_STATE_TEXT.replace("1401", "1500");
+    env.admin()?.execute(
+        "INSERT INTO twofa_state (account, state) VALUES ('alice', $1)",
+        &[&old],
+    )?;
+    let alice = account("alice");
+    let state = s.state(&alice)?;
+    assert_eq!((state.failures, state.totp_last_step), (1, Some(100)));
+    assert_eq!(s.accept_step(&alice, 100, 1600)?, StepOutcome::Replayed);
+    assert_eq!(
+        state_row(&env, "alice")?,
+        old,
+        "unchanged: nothing to write"
+    );
+    switch_on(&env)?;
+    let s = env.store()?;
+    let lockout = Lockout {
+        max_failures: 3,
+        window: 900,
+        duration: 300,
+    };
+    assert_eq!(
+        s.record_failure(&alice, 1600, &lockout)?,
+        FailureOutcome::Counted(2)
+    );
+    assert_eq!(
+        s.record_failure(&alice, 1601, &lockout)?,
+        FailureOutcome::Locked(1901)
+    );
+    let row = state_row(&env, "alice")?;
+    assert!(row.contains("\nversion = 2\nfailures = 3\n"), "{row}");
+    assert!(!row.contains("first_failure_at"), "{row}");
+    Ok(())
+}
+
+/// An older release that meets a version 2 row refuses it with what its reader says: the
+/// same reader in this release names the versions it reads.
+#[test]
+fn a_row_in_a_newer_form_than_this_twofa_knows_is_refused_with_the_version() -> TestResult {
+    let (env, s) = env_and_store!("newer_row");
+    env.admin()?.execute(
+        "INSERT INTO twofa_state (account, state) VALUES ('alice', 'version = 3\nfailures = 0\n')",
+        &[],
+    )?;
+    let err = s
+        .record_failure(&account("alice"), 10, &Lockout::DEFAULT)
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            "store: the state of alice in the store is not valid: 1: key `version`: version 3 \
+             is not known to this twofa (it reads versions 1 to 2): upgrade twofa on this host"
+        )
+    );
     Ok(())
 }
 
