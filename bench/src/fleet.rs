@@ -31,8 +31,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use twofa_core::hex;
+
 use super::{
-    hex, median, mkdir, repo_root, unix_now, user_for, user_name, write_file, Module, Stats, World,
+    median, mkdir, repo_root, unix_now, user_for, user_name, write_file, Module, Stats, World,
     PERIOD, UID_BASE,
 };
 
@@ -301,7 +303,7 @@ fn random_hex(bytes: usize) -> Result<String, String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| format!("/dev/urandom: {e}"))?;
-    Ok(hex(&buf))
+    Ok(hex::encode(&buf))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +571,7 @@ impl Fleet {
         let name = user_name(user);
         let account = format!(
             "x{} {} {UID_BASE}",
-            hex(name.as_bytes()),
+            hex::encode(name.as_bytes()),
             UID_BASE + user as u64
         );
         let now = unix_now();

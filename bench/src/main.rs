@@ -58,6 +58,7 @@ use std::ptr;
 
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
+use twofa_core::hex;
 
 mod devlog;
 mod fleet;
@@ -277,13 +278,6 @@ fn base32(bytes: &[u8]) -> String {
         out.push(char::from(ALPHABET[((buf << (5 - bits)) & 31) as usize]));
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn unix_now() -> u64 {
@@ -950,7 +944,7 @@ impl World {
                 oath,
                 "HOTP/T30/6\t{}\t-\t{}\t{old_step}\t{last:06}\t{iso}L",
                 user_name(i),
-                hex(&key)
+                hex::encode(&key)
             );
         }
         write_file(&self.oath_file(), oath.as_bytes(), 0o600)?;
@@ -1433,7 +1427,7 @@ fn check_codes_with_oathtool() -> Result<String, String> {
         let out = Command::new("oathtool")
             .args(["--totp", "-d", "6", "-s", "30s", "-N"])
             .arg(format!("@{now}"))
-            .arg(hex(&key))
+            .arg(hex::encode(&key))
             .output()
             .map_err(|e| format!("oathtool: {e} (apt-get install oathtool)"))?;
         let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -1585,7 +1579,10 @@ fn run_all(o: &Options) -> Result<(), String> {
         strict: o.smoke,
     };
     // One password for the sshd logins (pam_unix): a SHA-512 crypt hash from openssl.
-    let password = format!("pw-{}", hex(&secret(unix_now() as usize))[..12].to_owned());
+    let password = format!(
+        "pw-{}",
+        hex::encode(&secret(unix_now() as usize))[..12].to_owned()
+    );
     let hash = Command::new("openssl")
         .args(["passwd", "-6", "-stdin"])
         .stdin(Stdio::piped())

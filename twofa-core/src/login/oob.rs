@@ -91,8 +91,8 @@ impl Attempt<'_> {
         getrandom::getrandom(&mut salt)
             .map_err(|e| (Reason::InternalError, Some(e.to_string())))?;
         let challenge = Challenge {
-            salt: crate::recovery::to_hex(&salt),
-            hash: crate::recovery::to_hex(&recovery::hash(&salt, code.as_bytes())),
+            salt: crate::hex::encode(&salt),
+            hash: crate::hex::encode(&recovery::hash(&salt, code.as_bytes())),
             expires: req.now.saturating_add(method.code_ttl_seconds),
         };
         store

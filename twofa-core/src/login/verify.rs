@@ -71,7 +71,7 @@ fn recovery_left(e: &Enrollment, used: &[String]) -> usize {
     e.recovery().map_or(0, |r| {
         r.hashes
             .iter()
-            .filter(|h| !used.contains(&crate::recovery::to_hex(h.as_slice())))
+            .filter(|h| !used.contains(&crate::hex::encode(h.as_slice())))
             .count()
     })
 }
@@ -293,7 +293,7 @@ impl Attempt<'_> {
         let hex = enrollment
             .recovery()
             .and_then(|r| r.hashes.get(index))
-            .map(|h| crate::recovery::to_hex(h.as_slice()))
+            .map(|h| crate::hex::encode(h.as_slice()))
             .unwrap_or_default();
         Continue(
             match self
