@@ -47,11 +47,10 @@
 //! of twofa-store and twofa-enroll. `--smoke --fleet` is the fleet's smoke (same sizes, direct
 //! and session pool, strict).
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::ptr;
@@ -59,179 +58,40 @@ use std::ptr;
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
 use twofa_core::hex;
+use twofa_pam_client::ffi::{PAM_AUTH_ERR, PAM_SUCCESS};
+use twofa_pam_client::{Conversation, Secret, Transaction};
 
 mod devlog;
 mod fleet;
 
 // ---------------------------------------------------------------------------------------------
-// libpam FFI (Linux-PAM's <security/_pam_types.h>), as in tests/driver.
+// One login through libpam (twofa-pam-client, as tests/driver).
 
-const PAM_SUCCESS: c_int = 0;
-const PAM_BUF_ERR: c_int = 5;
-const PAM_AUTH_ERR: c_int = 7;
-const PAM_CONV_ERR: c_int = 19;
-const PAM_FAIL_DELAY: c_int = 10;
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_PROMPT_ECHO_ON: c_int = 2;
-const PAM_MAX_NUM_MSG: c_int = 32;
+/// The bench's user: answers every prompt with the same text.
+struct Answer(CString);
 
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    c_int,
-    *mut *const PamMessage,
-    *mut *mut PamResponse,
-    *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
-
-#[repr(C)]
-struct PamHandle {
-    _private: [u8; 0],
-}
-
-type DelayFn = unsafe extern "C" fn(c_int, c_uint, *mut c_void);
-
-#[link(name = "pam")]
-extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut PamHandle,
-    ) -> c_int;
-    fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
-    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
-}
-
-/// What the conversation answers to every prompt, and how many prompts it saw.
-struct Answer {
-    text: CString,
-    prompts: u32,
-}
-
-/// The body of the conversation: every echo-on/off prompt gets `Answer::text`.
-///
-/// # Safety
-/// The arguments are those libpam passes to a conversation function; `appdata` points to the
-/// worker's `Answer`, alive for the whole transaction.
-unsafe fn converse(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata: *mut c_void,
-) -> c_int {
-    if num_msg <= 0 || num_msg > PAM_MAX_NUM_MSG || msg.is_null() || resp.is_null() {
-        return PAM_CONV_ERR;
+impl Conversation for Answer {
+    fn prompt(&mut self, _style: c_int, _text: &[u8]) -> Option<Secret> {
+        Some(Secret(self.0.as_bytes().to_vec()))
     }
-    if appdata.is_null() {
-        return PAM_CONV_ERR;
-    }
-    // SAFETY: appdata is the worker's `Answer` (see `login`), not otherwise borrowed during
-    // the pam_* call that calls us.
-    let answer = unsafe { &mut *(appdata as *mut Answer) };
-    let n = num_msg as usize;
-    // SAFETY: plain allocation of n zeroed responses; checked for NULL. libpam frees it.
-    let replies =
-        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) } as *mut PamResponse;
-    if replies.is_null() {
-        return PAM_BUF_ERR;
-    }
-    for i in 0..n {
-        // SAFETY: Linux-PAM passes an array of `num_msg` pointers to messages.
-        let m = unsafe { *msg.add(i) };
-        if m.is_null() {
-            continue;
-        }
-        // SAFETY: a non-NULL message from libpam.
-        let style = unsafe { (*m).msg_style };
-        if style == PAM_PROMPT_ECHO_OFF || style == PAM_PROMPT_ECHO_ON {
-            answer.prompts += 1;
-            // SAFETY: `text` is NUL-terminated; strdup returns a malloc'ed copy libpam frees.
-            let copy = unsafe { libc::strdup(answer.text.as_ptr()) };
-            if copy.is_null() {
-                return PAM_BUF_ERR;
-            }
-            // SAFETY: `i < n`, inside the calloc'ed array.
-            unsafe { (*replies.add(i)).resp = copy };
-        }
-    }
-    // SAFETY: `resp` is libpam's out-pointer.
-    unsafe { *resp = replies };
-    PAM_SUCCESS
+    // The fail delay is caught and not slept: a refused login costs what the module does, not
+    // the delay it asks for (the same for every module).
 }
-
-/// The conversation function handed to libpam: no panic crosses it.
-unsafe extern "C" fn conversation(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata: *mut c_void,
-) -> c_int {
-    // SAFETY: libpam's arguments, forwarded unchanged (see `converse`).
-    catch_unwind(AssertUnwindSafe(|| unsafe {
-        converse(num_msg, msg, resp, appdata)
-    }))
-    .unwrap_or(PAM_CONV_ERR)
-}
-
-/// The `PAM_FAIL_DELAY` callback: libpam calls it instead of sleeping, so a refused login
-/// costs what the module does, not the delay it asks for (the same for every module).
-unsafe extern "C" fn no_fail_delay(_retval: c_int, _usec: c_uint, _appdata: *mut c_void) {}
 
 /// One PAM transaction: start (the module is loaded), optionally authenticate with `answer`,
 /// end. Returns pam_authenticate's result (or pam_start's when not authenticating).
 fn login(confdir: &CStr, service: &CStr, user: &CStr, answer: Option<&CStr>) -> c_int {
-    let mut state = Answer {
-        text: answer.map_or_else(CString::default, CStr::to_owned),
-        prompts: 0,
+    let conv = Answer(answer.map_or_else(CString::default, CStr::to_owned));
+    let mut pam = match Transaction::start(service, Some(user), Some(confdir), conv) {
+        Ok(t) => t,
+        Err(rc) => return rc,
     };
-    let conv = PamConv {
-        conv: Some(conversation),
-        appdata_ptr: &mut state as *mut Answer as *mut c_void,
-    };
-    let mut pamh: *mut PamHandle = ptr::null_mut();
-    // SAFETY: NUL-terminated strings; `conv` and `state` outlive the handle (pam_end below).
-    let rc = unsafe {
-        pam_start_confdir(
-            service.as_ptr(),
-            user.as_ptr(),
-            &conv,
-            confdir.as_ptr(),
-            &mut pamh,
-        )
-    };
-    if rc != PAM_SUCCESS || pamh.is_null() {
-        return if rc == PAM_SUCCESS { PAM_BUF_ERR } else { rc };
-    }
-    let mut result = rc;
+    let mut result = PAM_SUCCESS;
     if answer.is_some() {
-        let delay: DelayFn = no_fail_delay;
-        // SAFETY: a live handle; PAM_FAIL_DELAY takes a function pointer of this type.
-        unsafe { pam_set_item(pamh, PAM_FAIL_DELAY, delay as *const c_void) };
-        // SAFETY: a live handle; the conversation's appdata (`state`) outlives the call.
-        result = unsafe { pam_authenticate(pamh, 0) };
+        pam.catch_fail_delay();
+        result = pam.authenticate(0);
     }
-    // SAFETY: ended exactly once; `conv` and `state` are dropped after this.
-    unsafe { pam_end(pamh, result) };
-    let _ = &conv;
+    pam.end(result);
     result
 }
 
