@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{mkdir, Bench, Mode, RunSpec, Stats, World};
+use crate::runs::{Bench, RunSpec};
+use crate::setup::{mkdir, World};
+use crate::stats::Stats;
+use crate::worker::Mode;
 
 /// The socket's reader: a thread of the bench's main process, reading as fast as it can
 /// (journald's way) unless paused (a stopped daemon).

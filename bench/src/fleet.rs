@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use twofa_core::hex;
 
-use super::{
-    median, mkdir, repo_root, unix_now, user_for, user_name, write_file, Module, Stats, World,
-    PERIOD, UID_BASE,
-};
+use crate::codes::{unix_now, user_name, PERIOD, UID_BASE};
+use crate::setup::{mkdir, repo_root, write_file, Module, World};
+use crate::stats::{median, ratio, Stats};
+use crate::worker::user_for;
 
 /// How a fleet login reaches PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1299,7 +1299,7 @@ pub(crate) fn markdown(
             } else {
                 name.clone()
             };
-            let r = |a: f64, b: Option<f64>| b.map_or("—".into(), |b| super::ratio(a, b));
+            let r = |a: f64, b: Option<f64>| b.map_or("—".into(), |b| ratio(a, b));
             let _ = writeln!(
                 s,
                 "| {shown} | {u} | {w} | {} ({}) | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
