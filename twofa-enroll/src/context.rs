@@ -29,7 +29,7 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
 /// every command that loads the policy here does: an invalid pattern is still refused where
 /// the admin works, rather than found by twofa-deliver refusing every script code.
 pub fn check_destination_patterns(config: &Config) -> Result<(), config::ConfigError> {
-    twofa_core::delivery::check_patterns(config, |p| {
+    config::check_patterns(config, |p| {
         compile_pattern(p).map(drop).map_err(|e| e.to_string())
     })
 }
