@@ -1,6 +1,7 @@
 //! twofa-enroll: enroll, inspect and disable twofa second factors.
 //!
 //! This file only parses arguments and dispatches; each command lives in its own module.
+#![forbid(unsafe_code)]
 
 #[macro_use]
 mod output;
