@@ -28,6 +28,8 @@ use crate::worker::Mode;
 /// (journald's way) unless paused (a stopped daemon).
 pub struct DevLog {
     paused: Arc<AtomicBool>,
+    /// Set by the reader once it has seen `paused` and will not read until it is cleared.
+    parked: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -155,17 +157,21 @@ impl DevLog {
         sock.set_read_timeout(Some(Duration::from_millis(20)))
             .map_err(|e| e.to_string())?;
         let paused = Arc::new(AtomicBool::new(false));
+        let parked = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (paused, stop, received) = (paused.clone(), stop.clone(), received.clone());
+            let (paused, parked) = (paused.clone(), parked.clone());
+            let (stop, received) = (stop.clone(), received.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 while !stop.load(Ordering::Relaxed) {
-                    if paused.load(Ordering::Relaxed) {
+                    if paused.load(Ordering::SeqCst) {
+                        parked.store(true, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     }
+                    parked.store(false, Ordering::SeqCst);
                     if sock.recv(&mut buf).is_ok() {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
@@ -174,14 +180,29 @@ impl DevLog {
         };
         Ok(DevLog {
             paused,
+            parked,
             stop,
             received,
             thread: Some(thread),
         })
     }
 
+    /// Pauses or resumes the reader. Pausing waits (up to a second) until the reader is parked:
+    /// a read still in flight would otherwise take one datagram from the queue `fill` filled,
+    /// and the next line would get through (on a loaded machine the probe then counted one
+    /// lost line too few).
     fn pause(&self, paused: bool) {
-        self.paused.store(paused, Ordering::Relaxed);
+        if paused {
+            // Only a `parked` set after this counts (not one left from an earlier pause).
+            self.parked.store(false, Ordering::SeqCst);
+        }
+        self.paused.store(paused, Ordering::SeqCst);
+        if paused {
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !self.parked.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     /// Datagrams read so far.
