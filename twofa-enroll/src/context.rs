@@ -5,9 +5,10 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use twofa_core::config::{self, Config};
+use twofa_core::fleet::{self, Configured};
 use twofa_core::identity::{self, Account};
 
-use crate::output::Failure;
+use crate::output::{self, Failure};
 
 /// Unix time now.
 pub fn now() -> u64 {
@@ -52,4 +53,25 @@ pub fn account(user: &str) -> Result<Account, Failure> {
 pub fn no_account(user: &str) -> Failure {
     Failure::new(format!("no account named `{user}`"))
         .hint("twofa enrolls accounts of the passwd database (getent passwd NAME)")
+}
+
+/// What a command about one user works with.
+pub struct ForUser {
+    pub config: Config,
+    pub account: Account,
+    pub store: Configured,
+}
+
+/// Root checked, then the policy, the account and the store (fleet or files, as the policy
+/// says): how every command about one user starts.
+pub fn for_user(config_path: Option<&Path>, user: &str) -> Result<ForUser, Failure> {
+    output::require_root()?;
+    let config = load_config(config_path)?;
+    let account = account(user)?;
+    let store = fleet::open_admin(&config);
+    Ok(ForUser {
+        config,
+        account,
+        store,
+    })
 }

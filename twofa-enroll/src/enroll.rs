@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use twofa_core::config::Config;
 use twofa_core::delivery::{Deliverer, Programs};
 use twofa_core::enrollment::{DeliveryFactor, Enrollment, Factor, HotpFactor, Method, TotpFactor};
-use twofa_core::fleet;
 use twofa_core::identity::Account;
 use twofa_core::otp::{self, Algorithm, Params};
 use twofa_core::secret::{Secret, RECOMMENDED_BITS};
@@ -14,7 +13,7 @@ use twofa_core::store::{Confirmation, Store, StoreError};
 use twofa_core::uri;
 use zeroize::Zeroizing;
 
-use crate::context::{account, compile_pattern, load_config, now};
+use crate::context::{compile_pattern, for_user, now, ForUser};
 use crate::input::Input;
 use crate::output::{self, Failure};
 use crate::qr;
@@ -297,10 +296,11 @@ fn confirm(
 
 /// Runs `enroll`.
 pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
+    let ForUser {
+        config,
+        account,
+        store,
+    } = for_user(config_path, &args.user)?;
     match store.enrollment(&account) {
         Ok(Some(_)) if !args.force => {
             return Err(Failure::new(format!(

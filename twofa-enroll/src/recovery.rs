@@ -4,13 +4,12 @@
 use std::path::Path;
 
 use twofa_core::enrollment::{Enrollment, RecoveryFactor};
-use twofa_core::fleet;
 use twofa_core::recovery;
 use twofa_core::store::Store;
 use zeroize::Zeroizing;
 
-use crate::context::{account, load_config, now};
-use crate::output::{self, Failure};
+use crate::context::{for_user, now, ForUser};
+use crate::output::Failure;
 
 /// Arguments of `recovery`.
 #[derive(Debug, clap::Args)]
@@ -24,10 +23,11 @@ pub struct RecoveryArgs {
 
 /// Runs `recovery`: a new set of codes; the old set stops working.
 pub fn run(config_path: Option<&Path>, args: &RecoveryArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
+    let ForUser {
+        config,
+        account,
+        store,
+    } = for_user(config_path, &args.user)?;
     let Some(mut enrollment) = store.enrollment(&account)? else {
         return Err(Failure::new(format!("{} is not enrolled", account.name))
             .hint(format!("enroll first: twofa-enroll {}", account.name)));

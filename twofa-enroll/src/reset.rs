@@ -4,12 +4,11 @@
 use std::path::Path;
 
 use twofa_core::config::Unenrolled;
-use twofa_core::fleet;
 use twofa_core::store::Store;
 
-use crate::context::{account, load_config, now};
+use crate::context::{for_user, now, ForUser};
 use crate::enroll::Args;
-use crate::output::{self, Failure};
+use crate::output::Failure;
 
 /// Arguments of `reset`.
 #[derive(Debug, clap::Args)]
@@ -25,10 +24,11 @@ pub struct ResetArgs {
 /// Runs `reset`: a new secret for an enrolled user, at the admin's terminal (the same checks
 /// as `enroll`), or back to self-enrollment.
 pub fn run(config_path: Option<&Path>, args: &ResetArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.enroll.user)?;
-    let store = fleet::open_admin(&config);
+    let ForUser {
+        config,
+        account,
+        store,
+    } = for_user(config_path, &args.enroll.user)?;
     if args.self_enroll {
         if config.unenrolled != Unenrolled::Enroll {
             return Err(Failure::new(

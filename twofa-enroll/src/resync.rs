@@ -2,14 +2,13 @@
 
 use std::path::Path;
 
-use twofa_core::fleet;
 use twofa_core::otp;
 use twofa_core::store::{StepOutcome, Store};
 use zeroize::Zeroizing;
 
-use crate::context::{account, load_config, now};
+use crate::context::{for_user, now, ForUser};
 use crate::input::Input;
-use crate::output::{self, Failure};
+use crate::output::Failure;
 
 /// Arguments of `resync`.
 #[derive(Debug, clap::Args)]
@@ -23,10 +22,11 @@ const RESYNC_SEARCH: u64 = 10_000;
 
 /// Runs `resync`: two consecutive codes bring a drifted HOTP token back in step.
 pub fn run(config_path: Option<&Path>, args: &ResyncArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
+    let ForUser {
+        config: _,
+        account,
+        store,
+    } = for_user(config_path, &args.user)?;
     let enrollment = store
         .enrollment(&account)?
         .ok_or_else(|| Failure::new(format!("{} is not enrolled", account.name)))?;

@@ -9,7 +9,7 @@ use crate::identity::Account;
 use crate::otp;
 use crate::qr;
 use crate::recovery;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretError};
 use crate::store::{Confirmation, Store};
 use crate::uri;
 
@@ -39,8 +39,12 @@ pub(super) fn self_enroll(
         );
     }
     let params = config.totp.params;
-    let secret = match Secret::generate(params.algorithm.new_secret_bytes()) {
-        Ok(s) => s,
+    // Recovery codes are made now and shown with the QR code, before the confirmation: sshd
+    // shows messages that come after a successful authentication only to an interactive
+    // session, so an `ssh host command` login would never see them. They only work once the
+    // enrollment is written.
+    let (secret, recovery_set) = match new_factors(config) {
+        Ok(f) => f,
         Err(e) => {
             return decide(
                 event,
@@ -49,25 +53,6 @@ pub(super) fn self_enroll(
                 Some(e.to_string()),
             )
         }
-    };
-    // Recovery codes are made now and shown with the QR code, before the confirmation: sshd
-    // shows messages that come after a successful authentication only to an interactive
-    // session, so an `ssh host command` login would never see them. They only work once the
-    // enrollment is written.
-    let recovery_set = if config.recovery_codes > 0 {
-        match recovery::issue(config.recovery_codes) {
-            Ok(set) => Some(set),
-            Err(e) => {
-                return decide(
-                    event,
-                    Outcome::Error,
-                    Reason::InternalError,
-                    Some(e.to_string()),
-                )
-            }
-        }
-    } else {
-        None
     };
     let recovery_text = match &recovery_set {
         Some(set) => {
@@ -136,4 +121,15 @@ pub(super) fn self_enroll(
     // A notice, not advisory: sudo sets PAM_SILENT, and this says what the next login needs.
     conv.show_notice(SELF_ENROLLED_MESSAGE);
     decide(event, Outcome::Success, Reason::Enrolled, detail)
+}
+
+/// A new secret for the policy's algorithm, and the policy's number of recovery codes (none
+/// if it issues none).
+fn new_factors(config: &Config) -> Result<(Secret, Option<recovery::Issued>), SecretError> {
+    let secret = Secret::generate(config.totp.params.algorithm.new_secret_bytes())?;
+    let codes = match config.recovery_codes {
+        0 => None,
+        n => Some(recovery::issue(n)?),
+    };
+    Ok((secret, codes))
 }
