@@ -386,12 +386,17 @@ pub fn google_authenticator(data: &[u8]) {
                     format!("line 1: {}", SecretError::TooShort(*bits)),
                     "{message}"
                 ),
-                ParseError::Secret(SecretError::Random(_)) => panic!("parsing asked for random bytes"),
+                ParseError::Secret(SecretError::Random(_)) => {
+                    panic!("parsing asked for random bytes")
+                }
                 ParseError::Line(..) => {
-                    let other = ["JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"]
-                        .into_iter()
-                        .find(|s| lines.first().map(|l| l.trim()) != Some(*s))
-                        .unwrap_or_default();
+                    let other = [
+                        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+                    ]
+                    .into_iter()
+                    .find(|s| lines.first().map(|l| l.trim()) != Some(*s))
+                    .unwrap_or_default();
                     let rest = text.split_once('\n').map(|(_, r)| r).unwrap_or("");
                     let again = google_authenticator::parse(&format!("{other}\n{rest}"))
                         .err()

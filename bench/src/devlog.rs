@@ -19,14 +19,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{mkdir, Bench, Mode, RunSpec, Stats, World};
+use crate::runs::{Bench, RunSpec};
+use crate::setup::{mkdir, World};
+use crate::stats::Stats;
+use crate::worker::Mode;
 
 /// The socket's reader: a thread of the bench's main process, reading as fast as it can
 /// (journald's way) unless paused (a stopped daemon).
 pub struct DevLog {
     paused: Arc<AtomicBool>,
-    /// Set by the reader while it is paused (not inside a `recv`).
-    idle: Arc<AtomicBool>,
+    /// Set by the reader once it has seen `paused` and will not read until it is cleared.
+    parked: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     received: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -154,21 +157,21 @@ impl DevLog {
         sock.set_read_timeout(Some(Duration::from_millis(20)))
             .map_err(|e| e.to_string())?;
         let paused = Arc::new(AtomicBool::new(false));
-        let idle = Arc::new(AtomicBool::new(false));
+        let parked = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (paused, idle, stop, received) =
-                (paused.clone(), idle.clone(), stop.clone(), received.clone());
+            let (paused, parked) = (paused.clone(), parked.clone());
+            let (stop, received) = (stop.clone(), received.clone());
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 while !stop.load(Ordering::Relaxed) {
-                    if paused.load(Ordering::Relaxed) {
-                        idle.store(true, Ordering::Release);
+                    if paused.load(Ordering::SeqCst) {
+                        parked.store(true, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(5));
                         continue;
                     }
-                    idle.store(false, Ordering::Release);
+                    parked.store(false, Ordering::SeqCst);
                     if sock.recv(&mut buf).is_ok() {
                         received.fetch_add(1, Ordering::Relaxed);
                     }
@@ -177,23 +180,28 @@ impl DevLog {
         };
         Ok(DevLog {
             paused,
-            idle,
+            parked,
             stop,
             received,
             thread: Some(thread),
         })
     }
 
-    /// Pausing waits until the reader is out of its `recv` (at most its 20 ms timeout): a
-    /// `recv` still under way would take one datagram from a queue the probe just filled, and
-    /// one stalled login's line would get through.
+    /// Pauses or resumes the reader. Pausing waits (up to a second) until the reader is parked:
+    /// a read still in flight would otherwise take one datagram from the queue `fill` filled,
+    /// and the next line would get through (on a loaded machine the probe then counted one
+    /// lost line too few).
     fn pause(&self, paused: bool) {
-        if !paused {
-            self.idle.store(false, Ordering::Release);
+        if paused {
+            // Only a `parked` set after this counts (not one left from an earlier pause).
+            self.parked.store(false, Ordering::SeqCst);
         }
-        self.paused.store(paused, Ordering::Relaxed);
-        while paused && !self.idle.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(1));
+        self.paused.store(paused, Ordering::SeqCst);
+        if paused {
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !self.parked.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 

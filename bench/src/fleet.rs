@@ -31,10 +31,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{
-    hex, median, mkdir, repo_root, unix_now, user_for, user_name, write_file, Module, Stats, World,
-    PERIOD, UID_BASE,
-};
+use twofa_core::hex;
+
+use crate::codes::{unix_now, user_name, PERIOD, UID_BASE};
+use crate::setup::{mkdir, repo_root, write_file, Module, World};
+use crate::stats::{median, ratio, Stats};
+use crate::worker::user_for;
 
 /// How a fleet login reaches PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,7 +303,7 @@ fn random_hex(bytes: usize) -> Result<String, String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| format!("/dev/urandom: {e}"))?;
-    Ok(hex(&buf))
+    Ok(hex::encode(&buf))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +571,7 @@ impl Fleet {
         let name = user_name(user);
         let account = format!(
             "x{} {} {UID_BASE}",
-            hex(name.as_bytes()),
+            hex::encode(name.as_bytes()),
             UID_BASE + user as u64
         );
         let now = unix_now();
@@ -1297,7 +1299,7 @@ pub(crate) fn markdown(
             } else {
                 name.clone()
             };
-            let r = |a: f64, b: Option<f64>| b.map_or("—".into(), |b| super::ratio(a, b));
+            let r = |a: f64, b: Option<f64>| b.map_or("—".into(), |b| ratio(a, b));
             let _ = writeln!(
                 s,
                 "| {shown} | {u} | {w} | {} ({}) | {:.0} | {:.0} | {:.0} | {} | {} | {} |",

@@ -432,6 +432,33 @@ fn read_totp(totp: &mut Fields<'_>, out: &mut Totp) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Checks the policy's destination patterns with `compile` (a regex engine's constructor: the
+/// caller links one, this crate does not). The error is the one a policy with an invalid
+/// pattern always got: file, line, key, and `compile`'s reason, e.g.
+/// ``/etc/twofa/twofa.toml:9: key `delivery.script.destination_pattern`: not a valid regular
+/// expression: ...``.
+pub fn check_patterns(
+    config: &Config,
+    compile: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), ConfigError> {
+    for m in &config.delivery.methods {
+        let Some(p) = &m.destination_pattern else {
+            continue;
+        };
+        if let Err(why) = compile(p.as_str()) {
+            return Err(ConfigError::Field(
+                config.source.clone(),
+                FieldError {
+                    line: p.line(),
+                    key: format!("delivery.{}.destination_pattern", m.method.name()),
+                    message: format!("not a valid regular expression: {why}"),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +543,39 @@ mod tests {
     fn a_named_file_that_does_not_exist_is_an_error() {
         let e = load(Some(Path::new("/nonexistent/twofa.toml")));
         assert!(matches!(e, Err(ConfigError::Missing(_))));
+    }
+
+    fn policy(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("/etc/twofa/twofa.toml")).map_err(|e| e.to_string())
+    }
+
+    /// A stand-in regex engine: the core links none.
+    fn only_parens_are_invalid(p: &str) -> Result<(), String> {
+        if p.contains('(') {
+            Err("unclosed group".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_invalid_pattern_is_reported_by_check_patterns_with_file_line_and_key(
+    ) -> Result<(), String> {
+        let c = policy(
+            "version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"(\"\n",
+        )?;
+        let err = check_patterns(&c, only_parens_are_invalid)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("/etc/twofa/twofa.toml:4: key `delivery.script.destination_pattern`: not a valid regular expression: unclosed group")
+        );
+        let c = policy("version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"^[0-9]+$\"\n")?;
+        assert!(check_patterns(&c, only_parens_are_invalid).is_ok());
+        // No pattern: nothing to compile.
+        let c = policy("version = 1\n[delivery.script]\ncommand = \"/x\"\n")?;
+        assert!(check_patterns(&c, |_| Err("called".into())).is_ok());
+        Ok(())
     }
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::config::{Config, ConfigError};
 use crate::enrollment::{quote, DeliveryFactor, Method};
 use crate::runner::{self, RunAs};
 use crate::securefile::{self, Rules};
@@ -62,8 +61,8 @@ pub struct MethodPolicy {
 /// match (an unanchored search, as `regex_lite::Regex::is_match`; admins write `^...$`).
 ///
 /// Kept as text and never compiled by this crate (see the module documentation): whoever links
-/// a regex engine checks it with [`check_patterns`], and the policy keeps the pattern's line so
-/// that error names it as the loader's own errors do.
+/// a regex engine checks it with [`crate::config::check_patterns`], and the policy keeps the
+/// pattern's line so that error names it as the loader's own errors do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationPattern {
     text: String,
@@ -83,33 +82,11 @@ impl DestinationPattern {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-}
 
-/// Checks the policy's destination patterns with `compile` (a regex engine's constructor: the
-/// caller links one, this crate does not). The error is the one a policy with an invalid
-/// pattern always got: file, line, key, and `compile`'s reason, e.g.
-/// ``/etc/twofa/twofa.toml:9: key `delivery.script.destination_pattern`: not a valid regular
-/// expression: ...``.
-pub fn check_patterns(
-    config: &Config,
-    compile: impl Fn(&str) -> Result<(), String>,
-) -> Result<(), ConfigError> {
-    for m in &config.delivery.methods {
-        let Some(p) = &m.destination_pattern else {
-            continue;
-        };
-        if let Err(why) = compile(p.as_str()) {
-            return Err(ConfigError::Field(
-                config.source.clone(),
-                FieldError {
-                    line: p.line,
-                    key: format!("delivery.{}.destination_pattern", m.method.name()),
-                    message: format!("not a valid regular expression: {why}"),
-                },
-            ));
-        }
+    /// The line of the policy file it is on, if it came from one.
+    pub fn line(&self) -> Option<usize> {
+        self.line
     }
-    Ok(())
 }
 
 /// `[delivery]`: the methods and what they share.
@@ -253,7 +230,7 @@ pub fn read(fields: &mut Fields<'_>) -> Result<DeliveryPolicy, FieldError> {
         }
         if method == Method::Script {
             if let Some(p) = t.string("destination_pattern")? {
-                // Compiled by twofa-enroll (check_patterns) and twofa-deliver, not here.
+                // Compiled by twofa-enroll (config::check_patterns) and twofa-deliver, not here.
                 m.destination_pattern =
                     Some(DestinationPattern::new(p, t.line("destination_pattern")));
             }
@@ -502,36 +479,6 @@ mod tests {
             let got = parse(text).err().unwrap_or_default();
             assert!(got.contains(want), "{text}: {got}");
         }
-    }
-
-    /// A stand-in regex engine: the core links none.
-    fn only_parens_are_invalid(p: &str) -> Result<(), String> {
-        if p.contains('(') {
-            Err("unclosed group".into())
-        } else {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn an_invalid_pattern_is_reported_by_check_patterns_with_file_line_and_key(
-    ) -> Result<(), String> {
-        let c = parse(
-            "version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"(\"\n",
-        )?;
-        let err = check_patterns(&c, only_parens_are_invalid)
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("/etc/twofa/twofa.toml:4: key `delivery.script.destination_pattern`: not a valid regular expression: unclosed group")
-        );
-        let c = parse("version = 1\n[delivery.script]\ncommand = \"/x\"\ndestination_pattern = \"^[0-9]+$\"\n")?;
-        assert!(check_patterns(&c, only_parens_are_invalid).is_ok());
-        // No pattern: nothing to compile.
-        let c = parse("version = 1\n[delivery.script]\ncommand = \"/x\"\n")?;
-        assert!(check_patterns(&c, |_| Err("called".into())).is_ok());
-        Ok(())
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! `<storage>/users/<account>.toml`, 0600. The file names its account: an enrollment copied
 //! over another user's file is refused rather than used.
 
+use crate::hex;
 use crate::otp::{Algorithm, Params, MAX_DIGITS, MIN_DIGITS};
-use crate::recovery::{from_hex, to_hex, CodeHash};
+use crate::recovery::CodeHash;
 use crate::secret::Secret;
 use crate::tomlfile::{Doc, FieldError, Fields};
 use zeroize::Zeroizing;
@@ -292,11 +293,11 @@ impl Enrollment {
                     out.push_str("\n[[factor]]\ntype = \"recovery\"\n");
                     out.push_str(&format!(
                         "salt = \"{}\"\nissued_at = {}\ncodes = [\n",
-                        to_hex(&r.salt),
+                        hex::encode(&r.salt),
                         r.issued_at
                     ));
                     for h in &r.hashes {
-                        out.push_str(&format!("    \"{}\",\n", to_hex(h)));
+                        out.push_str(&format!("    \"{}\",\n", hex::encode(h)));
                     }
                     out.push_str("]\n");
                 }
@@ -340,13 +341,13 @@ fn parse_delivery(f: &mut Fields<'_>, kind: &str) -> Result<Factor, FieldError> 
 fn parse_recovery(f: &mut Fields<'_>) -> Result<Factor, FieldError> {
     let salt = f
         .string("salt")?
-        .and_then(from_hex)
+        .and_then(hex::decode)
         .filter(|s| s.len() >= 8)
         .ok_or_else(|| f.error("salt", "missing, or not hex of at least 8 bytes"))?;
     let issued_at = f.unsigned("issued_at", 0, u64::MAX >> 1)?.unwrap_or(0);
     let mut hashes = Vec::new();
     for h in f.strings("codes")?.unwrap_or_default() {
-        let bytes = from_hex(h)
+        let bytes = hex::decode(h)
             .and_then(|b| CodeHash::try_from(b.as_slice()).ok())
             .ok_or_else(|| f.error("codes", "each must be 64 hex characters (an HMAC-SHA256)"))?;
         hashes.push(bytes);

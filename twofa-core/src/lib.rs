@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod enrollment;
 pub mod fleet;
 pub mod google_authenticator;
+pub mod hex;
 pub mod identity;
 pub mod login;
 pub mod lost_lines;

@@ -116,31 +116,17 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// A byte field: `x` and lowercase hex (so an empty field is still a word).
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(1 + 2 * bytes.len());
     s.push('x');
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
+    crate::hex::encode_into(&mut s, bytes);
     s
 }
 
+/// A byte field as [`hex`] writes it, and only so: one spelling per message.
 fn unhex(field: &str) -> Option<Vec<u8>> {
-    let digits = field.strip_prefix('x')?.as_bytes();
-    if digits.len() % 2 != 0 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    digits
-        .chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
+    crate::hex::decode_lowercase(field.strip_prefix('x')?)
 }
 
 fn unhex_text(field: &str) -> Option<String> {

@@ -19,7 +19,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     // The module loads the pattern without compiling it; this is where an admin learns it is
     // invalid (twofa-deliver would refuse every script code).
     let config = config::load(explicit)
-        .and_then(|c| crate::enroll::check_destination_patterns(&c).map(|()| c))
+        .and_then(|c| crate::context::check_destination_patterns(&c).map(|()| c))
         .map_err(|e| Failure::new(e.to_string()))?;
     if explicit.is_none() && !Path::new(DEFAULT_PATH).exists() {
         say!("{DEFAULT_PATH}: not present; the defaults apply:");

@@ -1,31 +1,29 @@
 //! `twofa-enroll enroll USER`: a new TOTP enrollment, checked with one code before it is saved.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use twofa_core::config::{self, Config, Unenrolled};
+use twofa_core::config::Config;
 use twofa_core::delivery::{Deliverer, Programs};
-use twofa_core::enrollment::{
-    DeliveryFactor, Enrollment, Factor, HotpFactor, Method, RecoveryFactor, TotpFactor,
-};
-use twofa_core::fleet;
-use twofa_core::identity::{self, Account};
+use twofa_core::enrollment::{DeliveryFactor, Enrollment, Factor, HotpFactor, Method, TotpFactor};
+use twofa_core::identity::Account;
 use twofa_core::otp::{self, Algorithm, Params};
-use twofa_core::recovery;
 use twofa_core::secret::{Secret, RECOMMENDED_BITS};
-use twofa_core::store::{Confirmation, StepOutcome, Store, StoreError};
+use twofa_core::store::{Confirmation, Store, StoreError};
 use twofa_core::uri;
 use zeroize::Zeroizing;
 
+use crate::context::{compile_pattern, for_user, now, ForUser};
+use crate::input::Input;
 use crate::output::{self, Failure};
 use crate::qr;
+use crate::recovery::{issue_recovery, print_recovery};
 
 /// Arguments of `enroll`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The account to enroll (a name of the passwd database).
-    user: String,
+    pub user: String,
     /// Keep an existing secret, read from FILE (`-`: the first line of standard input): base32,
     /// or an otpauth://totp/ URI (its algorithm, digits and period are kept too).
     /// Never pass a secret in argv: other users see it in ps.
@@ -36,7 +34,7 @@ pub struct Args {
     no_verify: bool,
     /// Replace an existing enrollment (its old secret stops working).
     #[arg(long)]
-    force: bool,
+    pub force: bool,
     /// Hash for this user: SHA1, SHA256 or SHA512 (default: the policy's [totp] algorithm).
     #[arg(long, value_parser = parse_algorithm)]
     algorithm: Option<Algorithm>,
@@ -176,9 +174,7 @@ fn enroll_delivery(
                 ))
             })?;
         eprintln!("A code was sent to {}.", first.masked());
-        let mut input = Input {
-            stdin: std::io::stdin().lock(),
-        };
+        let mut input = Input::new();
         let digits = config.delivery.code_digits;
         confirm(
             &mut input,
@@ -222,114 +218,8 @@ fn enroll_delivery(
     Ok(())
 }
 
-/// Arguments of `test-delivery`.
-#[derive(Debug, clap::Args)]
-pub struct TestDeliveryArgs {
-    /// The account whose out-of-band destinations get a test code.
-    user: String,
-}
-
-/// Runs `test-delivery`: sends a code (that works nowhere) to each of the user's out-of-band
-/// destinations and says what happened.
-pub fn test_delivery(config_path: Option<&Path>, args: &TestDeliveryArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
-    let Some(enrollment) = store.enrollment(&account)? else {
-        return Err(Failure::new(format!("{} is not enrolled", account.name)));
-    };
-    let deliveries: Vec<&DeliveryFactor> = enrollment.deliveries().collect();
-    if deliveries.is_empty() {
-        return Err(Failure::new(format!(
-            "{} has no email, pushover or script method",
-            account.name
-        ))
-        .hint(format!(
-            "add one: twofa-enroll reset {} --email ADDRESS",
-            account.name
-        )));
-    }
-    let deliver = Programs {
-        policy: &config.delivery,
-    };
-    let mut failed = 0;
-    for d in deliveries {
-        let code = twofa_core::login::random_code(config.delivery.code_digits)
-            .ok_or_else(|| Failure::new("no random code"))?;
-        let ttl = config
-            .delivery
-            .method(d.method)
-            .map(|m| m.code_ttl_seconds)
-            .unwrap_or(300);
-        match deliver.send(&account.name, d, &code, ttl) {
-            Ok(()) => say!(
-                "{}: sent a test code to {} (it works nowhere).",
-                d.method.name(),
-                d.masked()
-            ),
-            Err(e) => {
-                failed += 1;
-                output::print_failure(&Failure::new(format!(
-                    "{}: not sent to {}: {e}",
-                    d.method.name(),
-                    d.masked()
-                )));
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(Failure::new(format!("{failed} method(s) could not send")));
-    }
-    Ok(())
-}
-
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
     Algorithm::parse(s).ok_or_else(|| format!("`{s}` is not SHA1, SHA256 or SHA512"))
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Loads the policy named by --config, or the default one, destination patterns compiled.
-pub fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
-    config::load(path)
-        .and_then(|c| check_destination_patterns(&c).map(|()| c))
-        .map_err(|e| Failure::new(e.to_string()).hint("check it with: twofa-enroll check-config"))
-}
-
-/// Compiles the policy's `destination_pattern`s, with the file, line and key of the first bad
-/// one. The module's loader can't (it links no regex engine, to keep pam_twofa.so small), so
-/// every command that loads the policy here does: an invalid pattern is still refused where
-/// the admin works, rather than found by twofa-deliver refusing every script code.
-pub fn check_destination_patterns(config: &Config) -> Result<(), config::ConfigError> {
-    twofa_core::delivery::check_patterns(config, |p| {
-        compile_pattern(p).map(drop).map_err(|e| e.to_string())
-    })
-}
-
-/// A destination pattern as twofa-deliver compiles it (the same crate, the same syntax).
-fn compile_pattern(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
-    regex_lite::Regex::new(pattern)
-}
-
-/// Resolves USER in the passwd database.
-pub fn account(user: &str) -> Result<Account, Failure> {
-    match identity::lookup(user) {
-        Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(no_account(user)),
-        Err(e) => Err(Failure::new(e.to_string())),
-    }
-}
-
-/// The failure for a name the passwd database does not have.
-pub fn no_account(user: &str) -> Failure {
-    Failure::new(format!("no account named `{user}`"))
-        .hint("twofa enrolls accounts of the passwd database (getent passwd NAME)")
 }
 
 /// Says where the new enrollment will be asked for: the PAM services of this host that load
@@ -345,33 +235,6 @@ fn say_where_asked(what: &str) {
             "From now on {what} (PAM services: {}).",
             services.join(", ")
         );
-    }
-}
-
-/// Lines of standard input, shared by `--secret-file -` and the code prompt.
-struct Input {
-    stdin: std::io::StdinLock<'static>,
-}
-
-impl Input {
-    /// Prints `prompt` on stderr and reads the answer. When the answer comes from a pipe, not a
-    /// person at a terminal, the line is ended here so that what follows starts on its own.
-    fn ask(&mut self, prompt: &str) -> Result<Zeroizing<String>, Failure> {
-        eprint!("{prompt}");
-        let _ = std::io::stderr().flush();
-        let line = self.line()?;
-        if !std::io::stdin().is_terminal() {
-            eprintln!();
-        }
-        Ok(line)
-    }
-
-    fn line(&mut self) -> Result<Zeroizing<String>, Failure> {
-        let mut line = Zeroizing::new(String::new());
-        self.stdin
-            .read_line(&mut line)
-            .map_err(|e| Failure::new(format!("could not read standard input: {e}")))?;
-        Ok(line)
     }
 }
 
@@ -433,10 +296,11 @@ fn confirm(
 
 /// Runs `enroll`.
 pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
+    let ForUser {
+        config,
+        account,
+        store,
+    } = for_user(config_path, &args.user)?;
     match store.enrollment(&account) {
         Ok(Some(_)) if !args.force => {
             return Err(Failure::new(format!(
@@ -470,9 +334,7 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
         ));
     }
 
-    let mut input = Input {
-        stdin: std::io::stdin().lock(),
-    };
+    let mut input = Input::new();
     let (secret, uri_params) = match &args.secret_file {
         Some(path) => {
             let (s, p) = read_secret(path, &mut input)?;
@@ -650,208 +512,12 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Arguments of `reset`.
-#[derive(Debug, clap::Args)]
-pub struct ResetArgs {
-    #[command(flatten)]
-    enroll: Args,
-    /// Remove the enrollment instead, so that the user enrolls at the next login with a QR code
-    /// (needs unenrolled = "enroll" in the policy).
-    #[arg(long)]
-    self_enroll: bool,
-}
-
-/// Runs `reset`: a new secret for an enrolled user, at the admin's terminal (the same checks
-/// as `enroll`), or back to self-enrollment.
-pub fn reset(config_path: Option<&Path>, args: &ResetArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.enroll.user)?;
-    let store = fleet::open_admin(&config);
-    if args.self_enroll {
-        if config.unenrolled != Unenrolled::Enroll {
-            return Err(Failure::new(
-                "reset --self-enroll needs unenrolled = \"enroll\" in the policy; nothing was changed",
-            )
-            .hint("otherwise the user would be treated as unenrolled and could not enroll; use reset without --self-enroll"));
-        }
-        return match store.disable_enrollment(&account, now())? {
-            Some(backup) => {
-                say!(
-                    "Reset {}: they will be shown a QR code to enroll at their next login. The old enrollment is kept at {} (root only).",
-                    account.name,
-                    backup
-                );
-                Ok(())
-            }
-            None => Err(Failure::new(format!(
-                "{} is not enrolled; nothing was changed",
-                account.name
-            ))),
-        };
-    }
-    if store.enrollment(&account)?.is_none() {
-        return Err(Failure::new(format!(
-            "{} is not enrolled; nothing was changed",
-            account.name
-        ))
-        .hint(format!("enroll them: twofa-enroll {}", account.name)));
-    }
-    let mut again = args.enroll.clone();
-    again.force = true;
-    run(config_path, &again)
-}
-
-/// Arguments of `resync`.
-#[derive(Debug, clap::Args)]
-pub struct ResyncArgs {
-    /// The account whose HOTP token drifted (pressed many times without logging in).
-    user: String,
-}
-
-/// How far ahead `resync` searches for two consecutive codes.
-const RESYNC_SEARCH: u64 = 10_000;
-
-/// Runs `resync`: two consecutive codes bring a drifted HOTP token back in step.
-pub fn resync(config_path: Option<&Path>, args: &ResyncArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
-    let enrollment = store
-        .enrollment(&account)?
-        .ok_or_else(|| Failure::new(format!("{} is not enrolled", account.name)))?;
-    let Some(h) = enrollment.hotp() else {
-        return Err(
-            Failure::new(format!("{} has no HOTP token to resync", account.name))
-                .hint("TOTP codes follow the clock; check the phone's time instead"),
-        );
-    };
-    let from = store.state(&account)?.hotp_from(h.counter);
-    let mut input = Input {
-        stdin: std::io::stdin().lock(),
-    };
-    let mut read = |what: &str| -> Result<Zeroizing<Vec<u8>>, Failure> {
-        let line = input.ask(&format!("{what} code: "))?;
-        otp::normalize_code(line.trim().as_bytes(), h.params.digits).ok_or_else(|| {
-            Failure::new(format!(
-                "that is not a {}-digit code; nothing was changed",
-                h.params.digits
-            ))
-        })
-    };
-    let first = read("First")?;
-    let second = read("Next")?;
-    let Some(c) = otp::resync_hotp(
-        h.secret.bytes(),
-        &h.params,
-        &first,
-        &second,
-        from,
-        RESYNC_SEARCH,
-    ) else {
-        return Err(Failure::new(format!(
-            "no two consecutive codes match within {RESYNC_SEARCH} presses; nothing was changed"
-        ))
-        .hint("press the token twice and type both codes in order"));
-    };
-    // Both codes are now spent: the next accepted press is c + 2.
-    match store.accept_hotp(&account, c + 1, h.counter, now())? {
-        StepOutcome::Accepted => {
-            say!(
-                "Resynced {}: the token is at press {}.",
-                account.name,
-                c + 2
-            );
-            Ok(())
-        }
-        StepOutcome::Replayed => Err(Failure::new(
-            "those codes were already used; nothing was changed",
-        )),
-        StepOutcome::Locked(_) => Err(Failure::new(format!("{} is locked", account.name))
-            .hint(format!("twofa-enroll unlock {} first", account.name))),
-    }
-}
-
-/// Adds `count` fresh recovery codes to `enrollment` and returns them (shown once).
-pub fn issue_recovery(
-    enrollment: &mut Enrollment,
-    count: usize,
-    now: u64,
-) -> Result<Vec<Zeroizing<String>>, Failure> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let set = recovery::issue(count)?;
-    enrollment.set_recovery(RecoveryFactor {
-        salt: set.salt,
-        hashes: set.hashes,
-        issued_at: now,
-    });
-    Ok(set.codes)
-}
-
-/// Prints recovery codes once, with what they are for.
-pub fn print_recovery(account: &str, codes: &[Zeroizing<String>]) {
-    if codes.is_empty() {
-        return;
-    }
-    say!();
-    say!("Recovery codes for {account}: each works once in place of a verification code.");
-    say!("Keep them somewhere safe (not on the phone); they are not shown again.");
-    for pair in codes.chunks(2) {
-        let line: Vec<&str> = pair.iter().map(|c| c.as_str()).collect();
-        say!("    {}", line.join("    "));
-    }
-}
-
-/// Arguments of `recovery`.
-#[derive(Debug, clap::Args)]
-pub struct RecoveryArgs {
-    /// The account to give a new set of recovery codes.
-    user: String,
-    /// Print the codes as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Runs `recovery`: a new set of codes; the old set stops working.
-pub fn recovery_cmd(config_path: Option<&Path>, args: &RecoveryArgs) -> Result<(), Failure> {
-    output::require_root()?;
-    let config = load_config(config_path)?;
-    let account = account(&args.user)?;
-    let store = fleet::open_admin(&config);
-    let Some(mut enrollment) = store.enrollment(&account)? else {
-        return Err(Failure::new(format!("{} is not enrolled", account.name))
-            .hint(format!("enroll first: twofa-enroll {}", account.name)));
-    };
-    let count = if config.recovery_codes == 0 {
-        10
-    } else {
-        config.recovery_codes
-    };
-    let codes = issue_recovery(&mut enrollment, count, now())?;
-    store.put_enrollment(&account, &enrollment, true)?;
-    if args.json {
-        let out = serde_json::json!({
-            "account": account.name,
-            "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-        });
-        say!("{out}");
-    } else {
-        say!(
-            "New recovery codes for {}; the old ones no longer work.",
-            account.name
-        );
-        print_recovery(&account.name, &codes);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::check_destination_patterns;
     use clap::Parser;
+    use twofa_core::config;
 
     /// `Args` alone on a command line.
     #[derive(Debug, clap::Parser)]

@@ -14,7 +14,7 @@ use twofa_core::secret::RECOMMENDED_BITS;
 use twofa_core::securefile;
 use twofa_core::store::Store;
 
-use crate::enroll::{account, load_config};
+use crate::context::{account, load_config};
 use crate::output::{self, Failure};
 
 /// Arguments of `import-google-authenticator`.

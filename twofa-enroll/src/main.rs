@@ -1,19 +1,26 @@
 //! twofa-enroll: enroll, inspect and disable twofa second factors.
 //!
 //! This file only parses arguments and dispatches; each command lives in its own module.
+#![forbid(unsafe_code)]
 
 #[macro_use]
 mod output;
 mod check;
+mod context;
 mod doctor;
 mod enroll;
 mod import;
+mod input;
 mod orphans;
 mod qr;
+mod recovery;
 #[cfg(test)]
 mod reference;
+mod reset;
+mod resync;
 mod status;
 mod store;
+mod test_delivery;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,13 +80,13 @@ enum Command {
     Disable(status::DisableArgs),
     /// Give enrolled USER a new secret (same checks as enroll), or with --self-enroll send them
     /// back to enrolling at their next login.
-    Reset(enroll::ResetArgs),
+    Reset(reset::ResetArgs),
     /// Clear USER's failed attempts and lift a lockout.
     Unlock(status::UnlockArgs),
     /// Give USER a new set of single-use recovery codes (the old set stops working).
-    Recovery(enroll::RecoveryArgs),
+    Recovery(recovery::RecoveryArgs),
     /// Bring USER's drifted HOTP token back in step with two consecutive codes.
-    Resync(enroll::ResyncArgs),
+    Resync(resync::ResyncArgs),
     /// Enroll USER with the secret of their ~/.google_authenticator (they keep their app entry).
     ImportGoogleAuthenticator(import::Args),
     /// Check a policy file (default: --config, else /etc/twofa/twofa.toml) and print what it sets.
@@ -87,7 +94,7 @@ enum Command {
     /// Check what breaks logins: sshd settings, PAM stacks, file permissions, clock, a way in.
     Doctor(doctor::Args),
     /// Send a test code to USER's email, pushover or script destinations, and say what happened.
-    TestDelivery(enroll::TestDeliveryArgs),
+    TestDelivery(test_delivery::TestDeliveryArgs),
     /// The fleet store ([store] kind = "postgres"): init, check, import.
     Store(store::Args),
 }
@@ -125,13 +132,13 @@ fn main() -> ExitCode {
         Command::Status(a) => status::status(config, a),
         Command::Disable(a) => status::disable(config, a),
         Command::Unlock(a) => status::unlock(config, a),
-        Command::Reset(a) => enroll::reset(config, a),
-        Command::Recovery(a) => enroll::recovery_cmd(config, a),
-        Command::Resync(a) => enroll::resync(config, a),
+        Command::Reset(a) => reset::run(config, a),
+        Command::Recovery(a) => recovery::run(config, a),
+        Command::Resync(a) => resync::run(config, a),
         Command::ImportGoogleAuthenticator(a) => import::run(config, a),
         Command::CheckConfig(a) => check::run(config, a),
         Command::Doctor(a) => doctor::run(config, a),
-        Command::TestDelivery(a) => enroll::test_delivery(config, a),
+        Command::TestDelivery(a) => test_delivery::run(config, a),
         Command::Store(a) => store::run(config, a),
     };
     match result {

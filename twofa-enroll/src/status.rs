@@ -12,7 +12,7 @@ use twofa_core::recovery::to_hex;
 use twofa_core::state::UserState;
 use twofa_core::store::Store;
 
-use crate::enroll::{account, load_config, no_account};
+use crate::context::{account, load_config, no_account};
 use crate::orphans::{self, Presence};
 use crate::output::{self, utc, Failure};
 

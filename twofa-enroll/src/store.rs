@@ -13,7 +13,7 @@ use twofa_core::fleet::HelperStore;
 use twofa_core::identity;
 use twofa_core::store::{FileStore, Store, StoreError};
 
-use crate::enroll::load_config;
+use crate::context::load_config;
 use crate::output::{self, Failure};
 
 /// Arguments of `store`.

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
+use twofa_core::hex;
 use twofa_core::securefile::{self, FileError, Rules};
 use zeroize::Zeroizing;
 
@@ -112,18 +113,12 @@ impl FleetKey {
             Ok(None) => return Err(KeyError::Missing(path.to_path_buf())),
             Err(e) => return Err(KeyError::File(e)),
         };
-        let hex = text.strip_suffix('\n').unwrap_or(&text);
+        let digits = text.strip_suffix('\n').unwrap_or(&text);
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        if hex.len() != 2 * KEY_LEN {
-            return Err(KeyError::Format(path.to_path_buf()));
+        match hex::decode_into(digits, &mut key[..]) {
+            Some(()) => Ok(FleetKey(key)),
+            None => Err(KeyError::Format(path.to_path_buf())),
         }
-        for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(hi), Some(lo)) => *byte = hi << 4 | lo,
-                _ => return Err(KeyError::Format(path.to_path_buf())),
-            }
-        }
-        Ok(FleetKey(key))
     }
 
     /// Writes the key to a new file `path` (`O_EXCL`, 0600, not following a symlink), durably:
@@ -132,10 +127,7 @@ impl FleetKey {
         let io = |e: std::io::Error| KeyError::File(FileError::Io(path.to_path_buf(), e));
         let mut file = securefile::create_private(path, false).map_err(KeyError::File)?;
         let mut text = Zeroizing::new(String::with_capacity(2 * KEY_LEN + 1));
-        for b in self.0.iter() {
-            text.push(HEX[usize::from(b >> 4)]);
-            text.push(HEX[usize::from(b & 0xf)]);
-        }
+        hex::encode_into(&mut text, &self.0[..]);
         text.push('\n');
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
@@ -164,12 +156,12 @@ impl FleetKey {
 
     /// The key-check value stored in the store's meta table (hex text).
     pub fn key_check(&self) -> Result<String, KeyError> {
-        Ok(to_hex(&self.seal(KEY_CHECK_AD, KEY_CHECK_PLAIN)?))
+        Ok(hex::encode(&self.seal(KEY_CHECK_AD, KEY_CHECK_PLAIN)?))
     }
 
     /// Whether `check` (from the meta table) was made with this key.
     pub fn matches_key_check(&self, check: &str) -> bool {
-        let Some(sealed) = from_hex(check) else {
+        let Some(sealed) = hex::decode(check) else {
             return false;
         };
         self.open(KEY_CHECK_AD, &sealed)
@@ -224,36 +216,6 @@ fn enrollment_ad(account: &str) -> Vec<u8> {
     let mut ad = ENROLLMENT_AD.to_vec();
     ad.extend_from_slice(account.as_bytes());
     ad
-}
-
-const HEX: [char; 16] = [
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f',
-];
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
-        .collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.as_bytes()
-        .chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
 }
 
 #[cfg(test)]
@@ -314,19 +276,9 @@ mod tests {
         assert!(!key(3).matches_key_check("zz"));
         assert!(!key(3).matches_key_check(""));
         // An enrollment sealed for an account named like the check's AD can't pass for it.
-        let fake = to_hex(&key(3).seal_enrollment("", KEY_CHECK_PLAIN)?);
+        let fake = hex::encode(&key(3).seal_enrollment("", KEY_CHECK_PLAIN)?);
         assert!(!key(3).matches_key_check(&fake));
         Ok(())
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        assert_eq!(
-            from_hex(&to_hex(&[0, 1, 0xab, 0xff])),
-            Some(vec![0, 1, 0xab, 0xff])
-        );
-        assert_eq!(from_hex("abc"), None);
-        assert_eq!(from_hex("g0"), None);
     }
 
     /// A root-only directory for key files (the checks want root-owned files).
@@ -336,7 +288,7 @@ mod tests {
         }
         let mut b = [0u8; 8];
         SystemRandom::new().fill(&mut b).ok()?;
-        let p = std::env::temp_dir().join(format!("twofa-seal-test-{}", to_hex(&b)));
+        let p = std::env::temp_dir().join(format!("twofa-seal-test-{}", hex::encode(&b)));
         std::fs::create_dir(&p).ok()?;
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ok()?;
         Some(p)

@@ -9,6 +9,7 @@
 //!
 //! Plain `cargo test` runs the same checks (the tests below, and twofa-enroll's), so CI needs
 //! no extra step.
+#![forbid(unsafe_code)]
 
 mod coverage;
 mod roff;

@@ -55,161 +55,31 @@
 //! made during one `pam_authenticate` / `pam_acct_mgmt` call in order, and
 //! `fail_delay_requested_usec` is their maximum (what libpam randomizes), or null when none.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::io::{Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::ptr;
 use std::sync::Mutex;
 
 // ---------------------------------------------------------------------------------------------
-// libpam FFI (Linux-PAM's <security/_pam_types.h>).
+// libpam (twofa-pam-client), and the driver's own interposer of `pam_fail_delay`.
 
-const PAM_SUCCESS: c_int = 0;
-const PAM_BUF_ERR: c_int = 5;
-const PAM_SYSTEM_ERR: c_int = 4;
-const PAM_CONV_ERR: c_int = 19;
+use twofa_pam_client::ffi::{
+    result_name, PamHandle, PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_RHOST,
+    PAM_SILENT, PAM_SUCCESS, PAM_SYSTEM_ERR, PAM_TEXT_INFO, PAM_TTY,
+};
+use twofa_pam_client::{wipe, Conversation, Secret, Transaction};
 
-const PAM_TTY: c_int = 3;
-const PAM_RHOST: c_int = 4;
-const PAM_FAIL_DELAY: c_int = 10;
-
-const PAM_SILENT: c_int = 0x8000;
-
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_PROMPT_ECHO_ON: c_int = 2;
-const PAM_ERROR_MSG: c_int = 3;
-const PAM_TEXT_INFO: c_int = 4;
-
-const PAM_MAX_NUM_MSG: c_int = 32;
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = unsafe extern "C" fn(
-    c_int,
-    *mut *const PamMessage,
-    *mut *mut PamResponse,
-    *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
-
-/// libpam's opaque `pam_handle_t`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct PamHandle {
-    _private: [u8; 0],
-}
-
-type DelayFn = unsafe extern "C" fn(c_int, c_uint, *mut c_void);
 type FailDelayFn = unsafe extern "C" fn(*mut PamHandle, c_uint) -> c_int;
-
-#[link(name = "pam")]
-extern "C" {
-    fn pam_start(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        pamh: *mut *mut PamHandle,
-    ) -> c_int;
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut PamHandle,
-    ) -> c_int;
-    fn pam_end(pamh: *mut PamHandle, status: c_int) -> c_int;
-    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
-    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
-}
 
 // From glibc (libc.so.6 has dlsym since 2.34; the standard library links libc).
 extern "C" {
-    fn calloc(nmemb: usize, size: usize) -> *mut c_void;
-    fn malloc(size: usize) -> *mut c_void;
-    fn free(p: *mut c_void);
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
 }
 
 /// `RTLD_NEXT` from <dlfcn.h>.
 const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
-
-fn result_name(code: c_int) -> String {
-    let name = match code {
-        0 => "PAM_SUCCESS",
-        1 => "PAM_OPEN_ERR",
-        2 => "PAM_SYMBOL_ERR",
-        3 => "PAM_SERVICE_ERR",
-        4 => "PAM_SYSTEM_ERR",
-        5 => "PAM_BUF_ERR",
-        6 => "PAM_PERM_DENIED",
-        7 => "PAM_AUTH_ERR",
-        8 => "PAM_CRED_INSUFFICIENT",
-        9 => "PAM_AUTHINFO_UNAVAIL",
-        10 => "PAM_USER_UNKNOWN",
-        11 => "PAM_MAXTRIES",
-        12 => "PAM_NEW_AUTHTOK_REQD",
-        13 => "PAM_ACCT_EXPIRED",
-        14 => "PAM_SESSION_ERR",
-        15 => "PAM_CRED_UNAVAIL",
-        16 => "PAM_CRED_EXPIRED",
-        17 => "PAM_CRED_ERR",
-        18 => "PAM_NO_MODULE_DATA",
-        19 => "PAM_CONV_ERR",
-        20 => "PAM_AUTHTOK_ERR",
-        21 => "PAM_AUTHTOK_RECOVERY_ERR",
-        22 => "PAM_AUTHTOK_LOCK_BUSY",
-        23 => "PAM_AUTHTOK_DISABLE_AGING",
-        24 => "PAM_TRY_AGAIN",
-        25 => "PAM_IGNORE",
-        26 => "PAM_ABORT",
-        27 => "PAM_AUTHTOK_EXPIRED",
-        28 => "PAM_MODULE_UNKNOWN",
-        29 => "PAM_BAD_ITEM",
-        30 => "PAM_CONV_AGAIN",
-        31 => "PAM_INCOMPLETE",
-        other => return format!("PAM_UNKNOWN_{other}"),
-    };
-    name.to_owned()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Secrets: answers are wiped when dropped.
-
-/// Bytes overwritten with zeros before their memory is released.
-struct Secret(Vec<u8>);
-
-fn wipe(bytes: &mut [u8]) {
-    for b in bytes.iter_mut() {
-        // SAFETY: `b` is a valid, exclusive reference to one byte; a volatile write keeps the
-        // compiler from removing the wipe of memory that is about to be freed.
-        unsafe { ptr::write_volatile(b, 0) };
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        wipe(&mut self.0);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // What a transaction records.
@@ -226,11 +96,32 @@ struct Call {
     delay: Option<u32>,
 }
 
+/// The scripted user: answers in order, and what each call showed.
 struct ConvState {
     answers: VecDeque<Secret>,
     current: Call,
-    /// Set when the conversation function caught a panic (reported, never expected).
-    panicked: bool,
+}
+
+impl ConvState {
+    fn record(&mut self, style: c_int, text: &[u8]) {
+        self.current.messages.push(Message {
+            style: style_name(style),
+            text: String::from_utf8_lossy(text).into_owned(),
+        });
+    }
+}
+
+impl Conversation for ConvState {
+    fn prompt(&mut self, style: c_int, text: &[u8]) -> Option<Secret> {
+        self.record(style, text);
+        self.answers.pop_front()
+    }
+    fn show(&mut self, style: c_int, text: &[u8]) {
+        self.record(style, text);
+    }
+    fn fail_delay(&mut self, usec: c_uint) {
+        self.current.delay = Some(usec);
+    }
 }
 
 /// Every `pam_fail_delay` request since the last reset (see the crate documentation).
@@ -270,44 +161,6 @@ pub unsafe extern "C" fn pam_fail_delay(pamh: *mut PamHandle, usec: c_uint) -> c
     unsafe { real(pamh, usec) }
 }
 
-/// Writes `text` into a fresh `malloc`ed, NUL-terminated buffer that libpam will `free`.
-fn c_copy(text: &[u8]) -> *mut c_char {
-    // SAFETY: plain allocation; the result is checked for NULL.
-    let p = unsafe { malloc(text.len() + 1) } as *mut u8;
-    if p.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: `p` has room for len + 1 bytes and does not overlap `text`.
-    unsafe {
-        ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
-        *p.add(text.len()) = 0;
-    }
-    p as *mut c_char
-}
-
-/// Frees a response array built by [`converse`], wiping each answer first.
-///
-/// # Safety
-/// `resp` must be a `calloc`ed array of `n` responses whose `resp` fields are NULL or
-/// NUL-terminated `malloc`ed strings.
-unsafe fn free_responses(resp: *mut PamResponse, n: usize) {
-    for i in 0..n {
-        // SAFETY: `i < n`, inside the array (caller's contract).
-        let r = unsafe { &mut *resp.add(i) };
-        if !r.resp.is_null() {
-            // SAFETY: a NUL-terminated string we allocated (caller's contract).
-            let len = unsafe { CStr::from_ptr(r.resp) }.to_bytes().len();
-            // SAFETY: `len` bytes are ours to write before the terminator.
-            wipe(unsafe { std::slice::from_raw_parts_mut(r.resp as *mut u8, len) });
-            // SAFETY: allocated by malloc in `c_copy`, freed once.
-            unsafe { free(r.resp as *mut c_void) };
-            r.resp = ptr::null_mut();
-        }
-    }
-    // SAFETY: allocated by calloc in `converse`, freed once.
-    unsafe { free(resp as *mut c_void) };
-}
-
 fn style_name(style: c_int) -> String {
     match style {
         PAM_PROMPT_ECHO_OFF => "echo_off".to_owned(),
@@ -316,116 +169,6 @@ fn style_name(style: c_int) -> String {
         PAM_TEXT_INFO => "info".to_owned(),
         other => format!("style_{other}"),
     }
-}
-
-/// The body of the conversation function (without the unwind guard).
-///
-/// # Safety
-/// The arguments are those libpam passes to a conversation function; `appdata` points to the
-/// `RefCell<ConvState>` owned by `main` for the whole transaction.
-unsafe fn converse(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata: *mut c_void,
-) -> c_int {
-    if num_msg <= 0 || num_msg > PAM_MAX_NUM_MSG || msg.is_null() || resp.is_null() {
-        return PAM_CONV_ERR;
-    }
-    if appdata.is_null() {
-        return PAM_CONV_ERR;
-    }
-    // SAFETY: appdata is the address of main's RefCell<ConvState>, alive during pam_* calls.
-    let cell = unsafe { &*(appdata as *const RefCell<ConvState>) };
-    let Ok(mut state) = cell.try_borrow_mut() else {
-        return PAM_CONV_ERR;
-    };
-    let n = num_msg as usize;
-    // SAFETY: plain allocation of n zeroed responses; checked for NULL.
-    let replies = unsafe { calloc(n, std::mem::size_of::<PamResponse>()) } as *mut PamResponse;
-    if replies.is_null() {
-        return PAM_BUF_ERR;
-    }
-    for i in 0..n {
-        // SAFETY: Linux-PAM passes an array of `num_msg` pointers to messages.
-        let m = unsafe { *msg.add(i) };
-        if m.is_null() {
-            // SAFETY: `replies` is our calloc'ed array of n responses.
-            unsafe { free_responses(replies, n) };
-            return PAM_CONV_ERR;
-        }
-        // SAFETY: a non-NULL message from libpam.
-        let m = unsafe { &*m };
-        let text = if m.msg.is_null() {
-            String::new()
-        } else {
-            // SAFETY: message texts are NUL-terminated strings.
-            String::from_utf8_lossy(unsafe { CStr::from_ptr(m.msg) }.to_bytes()).into_owned()
-        };
-        state.current.messages.push(Message {
-            style: style_name(m.msg_style),
-            text,
-        });
-        if m.msg_style == PAM_PROMPT_ECHO_OFF || m.msg_style == PAM_PROMPT_ECHO_ON {
-            let Some(answer) = state.answers.pop_front() else {
-                // SAFETY: as above.
-                unsafe { free_responses(replies, n) };
-                return PAM_CONV_ERR;
-            };
-            let copy = c_copy(&answer.0);
-            drop(answer);
-            if copy.is_null() {
-                // SAFETY: as above.
-                unsafe { free_responses(replies, n) };
-                return PAM_BUF_ERR;
-            }
-            // SAFETY: `i < n`.
-            unsafe { (*replies.add(i)).resp = copy };
-        }
-    }
-    // SAFETY: `resp` is libpam's out-pointer; libpam frees the array and the strings.
-    unsafe { *resp = replies };
-    PAM_SUCCESS
-}
-
-/// The conversation function handed to libpam: no panic crosses it.
-unsafe extern "C" fn conversation(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata: *mut c_void,
-) -> c_int {
-    // SAFETY: libpam's arguments, forwarded unchanged (see `converse`).
-    let outcome = catch_unwind(AssertUnwindSafe(|| unsafe {
-        converse(num_msg, msg, resp, appdata)
-    }));
-    match outcome {
-        Ok(code) => code,
-        Err(_) => {
-            if !appdata.is_null() {
-                // SAFETY: see `converse`.
-                let cell = unsafe { &*(appdata as *const RefCell<ConvState>) };
-                if let Ok(mut s) = cell.try_borrow_mut() {
-                    s.panicked = true;
-                }
-            }
-            PAM_CONV_ERR
-        }
-    }
-}
-
-/// The `PAM_FAIL_DELAY` callback: records the delay instead of sleeping.
-unsafe extern "C" fn fail_delay(_retval: c_int, usec: c_uint, appdata: *mut c_void) {
-    if appdata.is_null() {
-        return;
-    }
-    let _ = catch_unwind(|| {
-        // SAFETY: libpam passes the conversation's appdata_ptr: main's RefCell<ConvState>.
-        let cell = unsafe { &*(appdata as *const RefCell<ConvState>) };
-        if let Ok(mut s) = cell.try_borrow_mut() {
-            s.current.delay = Some(usec);
-        }
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -781,88 +524,62 @@ fn run(opts: &Options, answers: Vec<Secret>) -> Result<String, Failure> {
         .collect::<Result<_, _>>()
         .map_err(Failure::Usage)?;
 
-    // Boxed so its address stays put while libpam holds it.
-    let state = Box::new(RefCell::new(ConvState {
+    let conv = ConvState {
         answers: answers.into(),
         current: Call::default(),
-        panicked: false,
-    }));
-    let conv = PamConv {
-        conv: Some(conversation),
-        appdata_ptr: &*state as *const RefCell<ConvState> as *mut c_void,
     };
-    let mut pamh: *mut PamHandle = ptr::null_mut();
-    let user_ptr = user.as_ref().map_or(ptr::null(), |u| u.as_ptr());
-    let rc = match &confdir {
-        // SAFETY: valid NUL-terminated strings (or NULL user), `conv` outlives the handle
-        // (pam_end is called below before it goes out of scope), `pamh` is an out-pointer.
-        Some(dir) => unsafe {
-            pam_start_confdir(service.as_ptr(), user_ptr, &conv, dir.as_ptr(), &mut pamh)
-        },
-        // SAFETY: as above.
-        None => unsafe { pam_start(service.as_ptr(), user_ptr, &conv, &mut pamh) },
+    let mut pam = match Transaction::start(&service, user.as_deref(), confdir.as_deref(), conv) {
+        Ok(t) => t,
+        Err(rc) => {
+            return Err(Failure::Pam(format!(
+                "pam_start failed: {} ({rc})",
+                result_name(rc)
+            )))
+        }
     };
-    if rc != PAM_SUCCESS || pamh.is_null() {
-        return Err(Failure::Pam(format!(
-            "pam_start failed: {} ({rc})",
-            result_name(rc)
-        )));
-    }
-    let outcome = transact(pamh, opts, &state, rhost.as_ref(), tty.as_ref(), &env);
+    let outcome = transact(&mut pam, opts, rhost.as_ref(), tty.as_ref(), &env);
     let last = match &outcome {
         Ok((_, last)) => *last,
         Err(_) => PAM_SYSTEM_ERR,
     };
-    // SAFETY: `pamh` came from a successful pam_start and is ended exactly once.
-    unsafe { pam_end(pamh, last) };
-    // `state` and `conv` are dropped only now, after pam_end.
-    let _ = &conv;
-    drop(state);
+    pam.end(last);
     outcome.map(|(json, _)| json)
 }
 
-fn set_item(
-    pamh: *mut PamHandle,
-    item: c_int,
-    value: *const c_void,
-    what: &str,
-) -> Result<(), Failure> {
-    // SAFETY: `pamh` is a live handle; `value` is what the item type expects.
-    let rc = unsafe { pam_set_item(pamh, item, value) };
-    if rc == PAM_SUCCESS {
-        Ok(())
-    } else {
-        Err(Failure::Pam(format!(
+fn set_item(pam: &mut Pam, item: c_int, value: &CStr, what: &str) -> Result<(), Failure> {
+    match pam.set_item(item, value) {
+        PAM_SUCCESS => Ok(()),
+        rc => Err(Failure::Pam(format!(
             "pam_set_item({what}) failed: {}",
             result_name(rc)
-        )))
+        ))),
     }
 }
 
+type Pam = Transaction<ConvState>;
+
 fn transact(
-    pamh: *mut PamHandle,
+    pam: &mut Pam,
     opts: &Options,
-    state: &RefCell<ConvState>,
     rhost: Option<&CString>,
     tty: Option<&CString>,
     env: &[CString],
 ) -> Result<(String, c_int), Failure> {
-    let delay_fn: DelayFn = fail_delay;
-    set_item(
-        pamh,
-        PAM_FAIL_DELAY,
-        delay_fn as *const c_void,
-        "PAM_FAIL_DELAY",
-    )?;
+    let rc = pam.catch_fail_delay();
+    if rc != PAM_SUCCESS {
+        return Err(Failure::Pam(format!(
+            "pam_set_item(PAM_FAIL_DELAY) failed: {}",
+            result_name(rc)
+        )));
+    }
     if let Some(h) = rhost {
-        set_item(pamh, PAM_RHOST, h.as_ptr() as *const c_void, "PAM_RHOST")?;
+        set_item(pam, PAM_RHOST, h, "PAM_RHOST")?;
     }
     if let Some(t) = tty {
-        set_item(pamh, PAM_TTY, t.as_ptr() as *const c_void, "PAM_TTY")?;
+        set_item(pam, PAM_TTY, t, "PAM_TTY")?;
     }
     for e in env {
-        // SAFETY: live handle, NUL-terminated NAME=VALUE (libpam copies it).
-        let rc = unsafe { pam_putenv(pamh, e.as_ptr()) };
+        let rc = pam.putenv(e);
         if rc != PAM_SUCCESS {
             return Err(Failure::Pam(format!(
                 "pam_putenv failed: {}",
@@ -876,11 +593,10 @@ fn transact(
     let mut last = PAM_SYSTEM_ERR;
     for _ in 0..opts.tries {
         take_delay_requests();
-        reset_call(state)?;
-        // SAFETY: live handle; the conversation's appdata (state) outlives the call.
-        last = unsafe { pam_authenticate(pamh, flags) };
+        reset_call(pam)?;
+        last = pam.authenticate(flags);
         let requests = take_delay_requests();
-        let call = finish_call(state)?;
+        let call = finish_call(pam)?;
         tries.push(call_json(last, &call, &requests));
         if last == PAM_SUCCESS && !opts.keep_going {
             break;
@@ -888,18 +604,17 @@ fn transact(
     }
     let acct = if opts.acct && last == PAM_SUCCESS {
         take_delay_requests();
-        reset_call(state)?;
-        // SAFETY: as above.
-        let rc = unsafe { pam_acct_mgmt(pamh, flags) };
+        reset_call(pam)?;
+        let rc = pam.acct_mgmt(flags);
         let requests = take_delay_requests();
-        let call = finish_call(state)?;
+        let call = finish_call(pam)?;
         last = rc;
         call_json(rc, &call, &requests)
     } else {
         "null".to_owned()
     };
-    let panicked = state.try_borrow().map(|s| s.panicked).unwrap_or(true);
-    let remaining = state.try_borrow().map(|s| s.answers.len()).unwrap_or(0);
+    let panicked = pam.panicked();
+    let remaining = pam.with_conversation(|s| s.answers.len()).unwrap_or(0);
     let late = start_late.map_or_else(String::new, |l| format!(",\"start_late_usec\":{l}"));
     let json = format!(
         "{{\"tries\":[{}],\"acct\":{},\"unused_answers\":{},\"conversation_panicked\":{}{}}}",
@@ -912,19 +627,14 @@ fn transact(
     Ok((json, last))
 }
 
-fn reset_call(state: &RefCell<ConvState>) -> Result<(), Failure> {
-    let mut s = state
-        .try_borrow_mut()
-        .map_err(|_| Failure::Pam("conversation state busy".into()))?;
-    s.current = Call::default();
-    Ok(())
+fn reset_call(pam: &Pam) -> Result<(), Failure> {
+    pam.with_conversation(|s| s.current = Call::default())
+        .ok_or_else(|| Failure::Pam("conversation state busy".into()))
 }
 
-fn finish_call(state: &RefCell<ConvState>) -> Result<Call, Failure> {
-    let mut s = state
-        .try_borrow_mut()
-        .map_err(|_| Failure::Pam("conversation state busy".into()))?;
-    Ok(std::mem::take(&mut s.current))
+fn finish_call(pam: &Pam) -> Result<Call, Failure> {
+    pam.with_conversation(|s| std::mem::take(&mut s.current))
+        .ok_or_else(|| Failure::Pam("conversation state busy".into()))
 }
 
 #[cfg(test)]

@@ -146,7 +146,10 @@ pub fn run(config_path: Option<&Path>, args: &Args) -> Result<(), Failure> {
     let (config_findings, config) = policy::check_configs(config_path, &stacks);
     findings.extend(config_findings);
 
-    findings.extend(pam::check_stacks(&stacks, &args.pam_dir, &config));
+    let may_ignore = policy::may_ignore(&config);
+    findings.extend(pam::check_stacks(&stacks, &args.pam_dir, |s| {
+        stack::check_stack(&s.name, &s.lines, may_ignore)
+    }));
     findings.extend(storage::check_storage(&config.storage_dir));
     findings.extend(fleet::check_fleet(&config));
     findings.extend(orphans::check_orphans(&config));

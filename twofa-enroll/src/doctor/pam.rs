@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use twofa_core::args::{self, Mode};
-use twofa_core::config::Config;
 
-use super::{policy, stack, Finding};
+use super::Finding;
 
 /// One `auth` line, after `@include`s are expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +91,8 @@ impl PamLine {
 pub(super) struct Stack {
     /// The service: the file's name.
     pub(super) name: String,
-    lines: Vec<PamLine>,
+    /// Its auth lines, includes expanded.
+    pub(super) lines: Vec<PamLine>,
     /// The first `config=` of its pam_twofa lines.
     pub(super) config_arg: Option<PathBuf>,
     /// Unreadable includes and the like.
@@ -227,8 +227,13 @@ fn tokens(line: &str) -> Vec<String> {
     out
 }
 
-/// Every stack's findings: its unreadable includes, its missing modules, then its rules.
-pub(super) fn check_stacks(stacks: &[Stack], pam_dir: &Path, config: &Config) -> Vec<Finding> {
+/// Every stack's findings: its unreadable includes, its missing modules, then what `rules`
+/// finds in its lines (`stack::check_stack`: this module reads files, it does not judge them).
+pub(super) fn check_stacks(
+    stacks: &[Stack],
+    pam_dir: &Path,
+    rules: impl Fn(&Stack) -> Vec<Finding>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     if stacks.is_empty() {
         findings.push(Finding::warning(
@@ -246,11 +251,7 @@ pub(super) fn check_stacks(stacks: &[Stack], pam_dir: &Path, config: &Config) ->
         findings.extend(check_module_paths(&stack.name, &stack.lines, |m| {
             module_exists(m, &dirs)
         }));
-        findings.extend(stack::check_stack(
-            &stack.name,
-            &stack.lines,
-            policy::may_ignore(config),
-        ));
+        findings.extend(rules(stack));
     }
     findings
 }

@@ -42,7 +42,7 @@ fn check_config(path: Option<&Path>) -> (Finding, Option<Config>) {
             ),
             Some(c),
         ),
-        Ok(c) => match crate::enroll::check_destination_patterns(&c) {
+        Ok(c) => match crate::context::check_destination_patterns(&c) {
             Ok(()) => (
                 Finding::ok(
                     "config",
