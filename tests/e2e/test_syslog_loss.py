@@ -60,9 +60,11 @@ class SlowSyslog:
         self.pid = self.proc.pid
 
     def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
-        """Runs argv in the reader's mount and network namespaces."""
+        """Runs argv in the reader's mount and network namespaces (and its root and working
+        directory, -r -w: entering a mount namespace resets the root to the namespace's own,
+        which is not the suite's when it runs chrooted in a throwaway root)."""
         return subprocess.run(
-            ["nsenter", "-t", str(self.pid), "-m", "-n", "--", *argv],
+            ["nsenter", "-t", str(self.pid), "-m", "-r", "-w", "-n", "--", *argv],
             capture_output=True, text=True, timeout=TIMEOUT, **kw,
         )
 
@@ -70,7 +72,7 @@ class SlowSyslog:
         argv = [str(DRIVER), "--service", st.name, "--user", user, "--confdir", st.confdir]
         if start_at is not None:
             argv += ["--start-at", str(start_at)]
-        return ["nsenter", "-t", str(self.pid), "-m", "--", *argv]
+        return ["nsenter", "-t", str(self.pid), "-m", "-r", "-w", "--", *argv]
 
     def login(self, st, user, answers) -> tuple[dict, float]:
         """One login; its report and wall time in seconds."""
