@@ -10,6 +10,7 @@
 // A library: it reports, the binary decides what to print (stdout is the module's socket).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod db_error;
 pub mod pg;
 pub mod schema;
 pub mod seal;

@@ -20,7 +20,6 @@
 //! [`StoreError::Backend`] when it was reached but refused (a login, a schema, a row that does
 //! not decrypt), which never falls back.
 
-use std::error::Error as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -35,6 +34,7 @@ use twofa_core::identity::Account;
 use twofa_core::state::{Format, UserState};
 use twofa_core::store::{OpOutcome, StateOp, Store, StoreError};
 
+use crate::db_error::store_error;
 use crate::schema;
 use crate::seal::FleetKey;
 use crate::settings::{self, host_port, Settings, Tls};
@@ -339,52 +339,6 @@ fn is_retryable(e: &postgres::Error) -> bool {
         e.code(),
         Some(&SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED)
     )
-}
-
-/// Whether `e` says a table does not exist.
-pub(crate) fn is_undefined_table(e: &postgres::Error) -> bool {
-    e.code() == Some(&SqlState::UNDEFINED_TABLE)
-}
-
-/// Maps a driver error to the trait's two kinds.
-pub(crate) fn store_error(e: postgres::Error) -> StoreError {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        let message = format!("{} (SQLSTATE {code})", db.message());
-        // Connection exceptions, a server shutting down or starting up, too many
-        // connections: the server can't take us now, nothing was done.
-        let unreachable =
-            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
-        return if unreachable {
-            StoreError::Unavailable(message)
-        } else {
-            StoreError::Backend(message)
-        };
-    }
-    let text = chain(&e);
-    let lost = e.is_closed()
-        || e.source().is_some_and(|s| s.is::<std::io::Error>())
-        || text.starts_with("timeout");
-    if lost {
-        StoreError::Unavailable(text)
-    } else {
-        StoreError::Backend(text)
-    }
-}
-
-/// An error and its causes on one line (the driver's own `Display` leaves the cause out).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        next = cause.source();
-    }
-    text.replace('\n', " ")
 }
 
 fn unix_time_i64(t: u64) -> Result<i64, Failure> {

@@ -26,7 +26,7 @@ use postgres::{Client, GenericClient, SimpleQueryMessage};
 use twofa_core::state::{self, Format};
 use twofa_core::store::StoreError;
 
-use crate::pg::{is_undefined_table, store_error};
+use crate::db_error::{is_undefined_table, store_error};
 use crate::seal::FleetKey;
 
 /// Version 1: the four tables.

@@ -190,7 +190,10 @@ fn read_postgres(pg: &mut Fields<'_>, path: &Path) -> Result<Settings, FieldErro
     let mut connection: postgres::Config = text.parse().map_err(|e: postgres::Error| {
         pg.error(
             "connection",
-            format!("not a valid connection string: {}", crate::pg::chain(&e)),
+            format!(
+                "not a valid connection string: {}",
+                crate::db_error::chain(&e)
+            ),
         )
     })?;
     if connection.get_hosts().is_empty() && connection.get_hostaddrs().is_empty() {
