@@ -601,51 +601,13 @@ mod tests {
     /// The state text the sequence above leaves in the version 1 form, as every release before
     /// version 2 wrote it (the release at 119205a included): hosts of a fleet upgrade one by
     /// one, so this text must never change, and a new twofa must read it.
-    pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT: &str = "\
-# twofa state: written at every login, do not edit by hand.
-version = 1
-failures = 1
-totp_last_step = 100
-hotp_next = 13
-first_failure_at = 1401
-locked_until = 1308
-last_failure_at = 1401
-last_success_at = 1002
-remembered_hosts = [
-    \"5000 192.0.2.7\",
-]
-challenge_salt = \"07070707070707070707070707070707\"
-challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
-challenge_expires = 2000
-sends = [\"1004\"]
-used_recovery = [
-    \"abababababababababababababababababababababababababababababababab\",
-]
-";
+    pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT: &str =
+        include_str!("../tests/fixtures/state-v1-golden.toml");
 
     /// The same sequence in the version 2 form: the failure since the lock is kept as its
     /// time, and `failures` still counts the three before the lock.
-    pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT_V2: &str = "\
-# twofa state: written at every login, do not edit by hand.
-version = 2
-failures = 4
-totp_last_step = 100
-hotp_next = 13
-locked_until = 1308
-last_failure_at = 1401
-last_success_at = 1002
-failure_times = [\"1401\"]
-remembered_hosts = [
-    \"5000 192.0.2.7\",
-]
-challenge_salt = \"07070707070707070707070707070707\"
-challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
-challenge_expires = 2000
-sends = [\"1004\"]
-used_recovery = [
-    \"abababababababababababababababababababababababababababababababab\",
-]
-";
+    pub(crate) const GOLDEN_SEQUENCE_STATE_TEXT_V2: &str =
+        include_str!("../tests/fixtures/state-v2-golden.toml");
 
     #[test]
     fn the_state_file_after_every_kind_of_operation_is_the_version_2_form() -> Result<(), StoreError>

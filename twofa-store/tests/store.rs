@@ -120,27 +120,8 @@ fn a_success_clears_the_failure_count() -> TestResult {
 /// The state text the sequence below leaves in the version 1 form, as every release before
 /// version 2 wrote it (twofa-core has the same sequence and text): hosts of a fleet upgrade
 /// one by one and share these rows, so until the switch is on it must never change.
-const GOLDEN_SEQUENCE_STATE_TEXT: &str = "\
-# twofa state: written at every login, do not edit by hand.
-version = 1
-failures = 1
-totp_last_step = 100
-hotp_next = 13
-first_failure_at = 1401
-locked_until = 1308
-last_failure_at = 1401
-last_success_at = 1002
-remembered_hosts = [
-    \"5000 192.0.2.7\",
-]
-challenge_salt = \"07070707070707070707070707070707\"
-challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
-challenge_expires = 2000
-sends = [\"1004\"]
-used_recovery = [
-    \"abababababababababababababababababababababababababababababababab\",
-]
-";
+const GOLDEN_SEQUENCE_STATE_TEXT: &str =
+    include_str!("../../twofa-core/tests/fixtures/state-v1-golden.toml");
 
 /// The operations of the golden texts, with the outcomes each must give; the last failure is
 /// the `last`-th counted (version 1 restarts the count at a lock, version 2 does not).
@@ -216,27 +197,8 @@ fn until_the_switch_is_on_the_state_row_is_what_twofa_always_wrote() -> TestResu
 
 /// The state text of the same sequence once the switch is on (twofa-core's file store
 /// writes it too).
-const GOLDEN_SEQUENCE_STATE_TEXT_V2: &str = "\
-# twofa state: written at every login, do not edit by hand.
-version = 2
-failures = 4
-totp_last_step = 100
-hotp_next = 13
-locked_until = 1308
-last_failure_at = 1401
-last_success_at = 1002
-failure_times = [\"1401\"]
-remembered_hosts = [
-    \"5000 192.0.2.7\",
-]
-challenge_salt = \"07070707070707070707070707070707\"
-challenge_hash = \"48f994c01ae5f7aaf268de288d037a8c0f03bb79c6a0cac6f7e46d70ae95e30c\"
-challenge_expires = 2000
-sends = [\"1004\"]
-used_recovery = [
-    \"abababababababababababababababababababababababababababababababab\",
-]
-";
+const GOLDEN_SEQUENCE_STATE_TEXT_V2: &str =
+    include_str!("../../twofa-core/tests/fixtures/state-v2-golden.toml");
 
 #[test]
 fn once_the_switch_is_on_the_state_row_is_the_version_2_form() -> TestResult {
