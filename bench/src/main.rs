@@ -50,8 +50,9 @@
 //! Modules: `options` (the command line), `codes` (codes, secrets, names, clocks),
 //! `namespace` (the private mount namespace and /etc overlay), `setup` (each module's users,
 //! stores and PAM services), `worker` (one process's logins through twofa-pam-client),
-//! `runs` (runs, probes, module load, sshd logins), `stats`, `report`, `devlog` (the
-//! namespace's /dev/log) and `fleet` (the fleet rows).
+//! `runs` (runs, probes, module load, sshd logins), `oracle` (the time of a failed password,
+//! by name), `stats`, `report`, `devlog` (the namespace's /dev/log) and `fleet` (the fleet
+//! rows).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -73,6 +74,7 @@ mod devlog;
 mod fleet;
 mod namespace;
 mod options;
+mod oracle;
 mod report;
 mod runs;
 mod setup;
@@ -372,6 +374,24 @@ fn run_all(o: &Options) -> Result<(), String> {
                 );
             }
             report.log_wait = Some(w);
+            // Timing before the password: a few logins in --smoke (results checked, no timing
+            // asserted), 100 per name per round otherwise.
+            let (rounds, each) = if o.smoke { (1, 5) } else { (o.rounds, 100) };
+            report.oracle = oracle::probe(&bench, &world, rounds, each)?;
+            for row in &report.oracle {
+                let q: Vec<String> = (0..3)
+                    .map(|i| {
+                        let (lo, mid, hi) = row.quartiles(i);
+                        format!("{} {mid:.0} us ({lo:.0}-{hi:.0})", oracle::LABELS[i])
+                    })
+                    .collect();
+                eprintln!(
+                    "   pam_twofa after a failed password, {}: {}; spread {:.2}",
+                    row.stack,
+                    q.join(", "),
+                    row.spread()
+                );
+            }
         }
         if o.probes {
             let mut probes: Vec<(String, &str, Mode)> = vec![

@@ -8,6 +8,7 @@ use crate::codes::{iso8601, unix_now};
 use crate::devlog;
 use crate::fleet;
 use crate::options::Options;
+use crate::oracle;
 use crate::runs::LOAD_BASE;
 use crate::setup::Module;
 use crate::stats::{median, ratio, PerLogin, Stats};
@@ -50,6 +51,8 @@ pub(crate) struct Report {
     pub(crate) fleet: Option<fleet::FleetReport>,
     /// pam_twofa's log wait with a stalled /dev/log reader.
     pub(crate) log_wait: Option<devlog::LogWait>,
+    /// pam_twofa after a failed password, per stack and name.
+    pub(crate) oracle: Vec<oracle::Row>,
 }
 
 impl Report {
@@ -273,6 +276,39 @@ impl Report {
                     (st.p50_us - r.p50_us) / 1000.0
                 );
             }
+        }
+        if !self.oracle.is_empty() {
+            let each = self.oracle[0].lat[0].len();
+            let _ = writeln!(
+                s,
+                "\n### pam_twofa after a failed password, by name (pam_deny in pam_unix's place, fail delay caught; {each} logins per name, interleaved)\n"
+            );
+            let _ = writeln!(
+                s,
+                "| stack | {} median µs (IQR) | {} | {} | highest / lowest median | IQRs overlap | target |",
+                oracle::LABELS[0],
+                oracle::LABELS[1],
+                oracle::LABELS[2]
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---|");
+            for row in &self.oracle {
+                let cells: Vec<String> = (0..3)
+                    .map(|i| {
+                        let (lo, mid, hi) = row.quartiles(i);
+                        format!("{mid:.1} ({lo:.1}–{hi:.1})")
+                    })
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.2} | {} | {} |",
+                    row.stack,
+                    cells.join(" | "),
+                    row.spread(),
+                    if row.overlap() { "yes" } else { "no" },
+                    if row.met() { "met" } else { "**missed**" }
+                );
+            }
+            let _ = writeln!(s, "\nTarget: {}.", oracle::TARGET);
         }
         // Probes.
         if !self.probes.is_empty() {

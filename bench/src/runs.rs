@@ -90,6 +90,17 @@ pub(crate) struct Bench {
     pub(crate) strict: bool,
 }
 
+/// What the workers of one run report, before any statistics.
+pub(crate) struct Collected {
+    pub(crate) ok: usize,
+    pub(crate) refused: usize,
+    /// When the workers were released, and when the last one finished (CLOCK_MONOTONIC ns).
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    /// Each login's latency in ns, in the order run (worker after worker).
+    pub(crate) lat: Vec<u64>,
+}
+
 pub(crate) struct RunSpec<'a> {
     pub(crate) world: &'a World,
     pub(crate) service: &'a str,
@@ -129,7 +140,24 @@ impl Bench {
 
     /// Runs `r` with its workers released together; fails on any unexpected PAM result.
     pub(crate) fn run(&self, r: &RunSpec) -> Result<Stats, String> {
-        if r.mode != Mode::Load {
+        let mut c = self.collect(r)?;
+        c.lat.sort_unstable();
+        let secs = (c.end - c.start) as f64 / 1e9;
+        Ok(Stats {
+            logins: c.ok + c.refused,
+            refused: c.refused,
+            rate: (c.ok + c.refused) as f64 / secs,
+            p50_us: percentile(&c.lat, 0.50),
+            p99_us: percentile(&c.lat, 0.99),
+        })
+    }
+
+    /// Runs `r` with its workers released together and returns every login's latency in ns,
+    /// worker after worker, each in the order of its logins; fails on any unexpected PAM
+    /// result when strict.
+    pub(crate) fn collect(&self, r: &RunSpec) -> Result<Collected, String> {
+        // Only logins that can succeed or count a failure change a user's state.
+        if !matches!(r.mode, Mode::Load | Mode::PasswordFailed) {
             r.world.reset(Some(r.logins))?;
         }
         let start = mono_ns() + 300_000_000;
@@ -184,20 +212,18 @@ impl Bench {
         if !errors.is_empty() {
             return Err(errors.join("\n"));
         }
-        lat.sort_unstable();
-        let secs = (end_max - start) as f64 / 1e9;
         if self.strict && refused > 0 {
             return Err(format!(
                 "{refused} {} logins got an unexpected PAM result",
                 r.service
             ));
         }
-        Ok(Stats {
-            logins: ok + refused,
+        Ok(Collected {
+            ok,
             refused,
-            rate: (ok + refused) as f64 / secs,
-            p50_us: percentile(&lat, 0.50),
-            p99_us: percentile(&lat, 0.99),
+            start,
+            end: end_max,
+            lat,
         })
     }
 

@@ -10,6 +10,7 @@ use twofa_core::hex;
 
 use crate::codes::{base32, hotp, iso8601, secret, unix_now, user_name, PERIOD, UID_BASE};
 use crate::namespace::syncfs;
+use crate::oracle;
 use crate::worker::user_for;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +166,14 @@ impl World {
             );
             let _ = writeln!(sh, "{n}:{hash}:{day}:0:99999:7:::");
         }
+        // One account with no enrollment, for the timing before the password (oracle.rs).
+        let _ = writeln!(
+            pw,
+            "{}:x:{}:{UID_BASE}:twofa bench:/nonexistent:/usr/sbin/nologin",
+            oracle::UNENROLLED,
+            oracle::UNENROLLED_UID
+        );
+        let _ = writeln!(sh, "{}:{hash}:{day}:0:99999:7:::", oracle::UNENROLLED);
         write_file(Path::new("/etc/passwd"), pw.as_bytes(), 0o644)?;
         write_file(Path::new("/etc/shadow"), sh.as_bytes(), 0o640)?;
 
@@ -183,6 +192,11 @@ impl World {
         for (m, path) in modules {
             let line = w.auth_line(*m, path) + "\n";
             write_file(&w.confdir.join(m.service()), line.as_bytes(), 0o644)?;
+            if *m == Module::Twofa {
+                for (service, text) in oracle::services(path, &w.args(*m)) {
+                    write_file(&w.confdir.join(service), text.as_bytes(), 0o644)?;
+                }
+            }
         }
 
         // twofa: policy, enrollments (written once), lock files (exist in steady state).

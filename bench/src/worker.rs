@@ -11,6 +11,7 @@ use twofa_pam_client::ffi::{PAM_AUTH_ERR, PAM_SUCCESS};
 use twofa_pam_client::{Conversation, Secret, Transaction};
 
 use crate::codes::{hotp, mono_ns, secret, unix_now, user_name, PERIOD};
+use crate::oracle;
 
 /// The bench's user: answers every prompt with the same text.
 pub(crate) struct Answer(CString);
@@ -66,6 +67,10 @@ pub(crate) enum Mode {
     /// The floor plus one getpwnam_r of the user: what any module that resolves the PAM user
     /// to its account (pam_unix, twofa) pays to NSS, which grows with /etc/passwd.
     FloorLookup,
+    /// A stack whose password step always fails (pam_deny in pam_unix's place), for an
+    /// enrolled, an unenrolled and an unknown name in turn ([`crate::oracle`]): PAM_AUTH_ERR
+    /// expected for all three.
+    PasswordFailed,
 }
 
 impl Mode {
@@ -76,6 +81,7 @@ impl Mode {
             "load" => Mode::Load,
             "floor" => Mode::Floor,
             "floor-lookup" => Mode::FloorLookup,
+            "password-failed" => Mode::PasswordFailed,
             _ => return Err(format!("unknown mode {s:?}")),
         })
     }
@@ -86,6 +92,7 @@ impl Mode {
             Mode::Load => "load",
             Mode::Floor => "floor",
             Mode::FloorLookup => "floor-lookup",
+            Mode::PasswordFailed => "password-failed",
         }
     }
     /// Whether the bench itself writes durably after each login (the floors).
@@ -191,6 +198,21 @@ pub(crate) fn lookup_account(name: &CStr) -> Result<(), String> {
     Ok(())
 }
 
+/// The code a login of `mode` types for `key` at TOTP step `step`: the right one, or (wrong
+/// codes) one that matches no step of the window.
+fn code_for(mode: Mode, key: &[u8], step: u64) -> Result<u32, String> {
+    let right = hotp(key, step)?;
+    if mode != Mode::Wrong {
+        return Ok(right);
+    }
+    let near = [hotp(key, step - 1)?, right, hotp(key, step + 1)?];
+    let mut c = (right + 1) % 1_000_000;
+    while near.contains(&c) {
+        c = (c + 1) % 1_000_000;
+    }
+    Ok(c)
+}
+
 pub(crate) fn run_worker(w: &WorkerArgs) -> Result<(), String> {
     let confdir = CString::new(w.confdir.as_str()).map_err(|e| e.to_string())?;
     let service = CString::new(w.service.as_str()).map_err(|e| e.to_string())?;
@@ -200,7 +222,13 @@ pub(crate) fn run_worker(w: &WorkerArgs) -> Result<(), String> {
         .collect();
     let names: Vec<CString> = mine
         .iter()
-        .map(|&i| CString::new(user_name(i)).map_err(|e| e.to_string()))
+        .enumerate()
+        .map(|(k, &i)| match w.mode {
+            // The three names in turn, so that they share every moment of the run.
+            Mode::PasswordFailed => oracle::names(w.users)[k % 3].clone(),
+            _ => user_name(i),
+        })
+        .map(|n| CString::new(n).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
     let secrets: Vec<Vec<u8>> = mine.iter().map(|&i| secret(i)).collect();
     // Warm-up (libpam, the module's pages): one load, no authentication, no state touched.
@@ -214,20 +242,13 @@ pub(crate) fn run_worker(w: &WorkerArgs) -> Result<(), String> {
     let (mut ok, mut bad, mut first_bad) = (0usize, 0usize, None);
     for (k, name) in names.iter().enumerate() {
         let step = unix_now() / PERIOD;
-        let key = &secrets[k];
-        let right = hotp(key, step)?;
-        let code = match w.mode {
-            Mode::Wrong => {
-                let near = [hotp(key, step - 1)?, right, hotp(key, step + 1)?];
-                let mut c = (right + 1) % 1_000_000;
-                while near.contains(&c) {
-                    c = (c + 1) % 1_000_000;
-                }
-                c
-            }
-            _ => right,
-        };
-        let answer = CString::new(format!("{code:06}")).map_err(|e| e.to_string())?;
+        let answer = match w.mode {
+            // Every prompt (the code prompt, or the one field) gets the same text: no password
+            // is right in this stack, so no code is looked at.
+            Mode::PasswordFailed => CString::new(oracle::ANSWER),
+            _ => CString::new(format!("{:06}", code_for(w.mode, &secrets[k], step)?)),
+        }
+        .map_err(|e| e.to_string())?;
         let t0 = mono_ns();
         let rc = match w.mode {
             Mode::Load => login(&confdir, &service, name, None),
@@ -247,7 +268,7 @@ pub(crate) fn run_worker(w: &WorkerArgs) -> Result<(), String> {
         }
         let t1 = mono_ns();
         lat.push(t1 - t0);
-        let expected = if w.mode == Mode::Wrong {
+        let expected = if matches!(w.mode, Mode::Wrong | Mode::PasswordFailed) {
             PAM_AUTH_ERR
         } else {
             PAM_SUCCESS

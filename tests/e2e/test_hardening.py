@@ -43,6 +43,7 @@ from hardening_support import (
     PUBKEY,
     TWO_SECONDS,
     Leaks,
+    Stack,
     code,
     driver_argv,
     enroll,
@@ -248,6 +249,78 @@ def test_before_the_password_enrolled_unenrolled_locked_and_unknown_users_look_t
             assert transcript(result) == reference, (st.name, who)
     # Nothing more was counted for the locked user by those attempts.
     assert status_json(twofa, locked.name)["failures"] == counted
+
+
+def password_denied_stack(twofa, conf: str) -> Stack:
+    """The shipped ``conf`` stack with pam_deny in pam_unix's auth place: every password fails,
+    and pam_unix's own per-name work (it skips hashing for a name with no account) is out."""
+    text = twofa.service_text(conf)
+    auth = [re.sub(r"\bpam_unix\.so\b", "pam_deny.so", l) if l.startswith("auth") else l
+            for l in text.splitlines()]
+    assert any("pam_deny.so" in l for l in auth), text
+    name = f"twofa-e2e-denied-{conf}-{secrets.token_hex(3)}"
+    return Stack(name, twofa.pam_confdir(name, "\n".join(auth) + "\n"))
+
+
+def traced_files(twofa, st: Stack, user: str, answers: list) -> list[tuple[str, str, bool]]:
+    """One login through the driver under strace: every file the process looked at, as
+    (system call, full path with ``user`` written NAME, found), in order. Paths relative to a
+    directory descriptor (the module's storage is opened that way) are made whole with the
+    directory's path (``strace -y``)."""
+    out = twofa.root / ("strace-" + secrets.token_hex(3) + ".txt")
+    calls = "open,openat,openat2,stat,lstat,newfstatat,statx,access,faccessat,faccessat2,readlink,readlinkat"
+    argv = ["strace", "-f", "-qq", "-y", "-e", f"trace={calls}", "-o", str(out), *driver_argv(st, user)]
+    proc = subprocess.run(argv, input=json.dumps(answers), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tries"][0]["result"] == "PAM_AUTH_ERR"
+    seen = []
+    for line in out.read_text().splitlines():
+        m = re.search(r'(\w+)\((?:\d+<([^>]*)>, |AT_FDCWD, )?"([^"]*)".*\)\s+=\s+(-?\d+)', line)
+        if not m:
+            continue
+        call, directory, path, result = m.groups()
+        if directory and not path.startswith("/"):
+            path = f"{directory}/{path}" if path else directory
+        # Pipe and socket inodes and process ids change from run to run; names don't.
+        path = re.sub(r"/proc/\d+/", "/proc/PID/", re.sub(r":\[\d+\]", ":[N]", path))
+        seen.append((call, path.replace(user, "NAME"), int(result) >= 0))
+    assert seen, "strace recorded nothing"
+    return seen
+
+
+def test_after_a_wrong_password_the_module_looks_at_the_same_files_for_every_name(make_user, twofa, syslog):
+    """Not timed: the files a login looks at after a wrong password, for an enrolled user, an
+    unenrolled one and a name with no account (the benchmark's row "pam_twofa after a failed
+    password, by name" times the same three)."""
+    twofa.write_config_text(config_text(twofa))
+    enrolled = user_with_password(make_user)
+    enroll(twofa, enrolled.name)
+    unenrolled = user_with_password(make_user)
+    names = {"enrolled": enrolled.name, "unenrolled": unenrolled.name, "unknown": unknown_name()}
+    # Password, then code: nothing about the name is looked up or read after the wrong password,
+    # so the whole trace (libpam, the module, its config) is the same, found or not, call by call.
+    sudo = password_denied_stack(twofa, "sudo")
+    # (The syslog fixture listens on /dev/log: no line is lost, so no lost-line counter file is
+    # written on the way. A first login makes whatever a first login makes.)
+    sudo.login(unknown_name(), ["bad-password", "123456"])
+    traces = {who: traced_files(twofa, sudo, n, ["bad-password", "123456"]) for who, n in names.items()}
+    assert not [t for t in traces["enrolled"] if "NAME" in t[1]], traces["enrolled"]
+    for who, trace in traces.items():
+        assert trace == traces["enrolled"], who
+    # One field: the split before the password needs the account, so every name goes through
+    # the same steps: the module opens the same files of its storage (found for the enrolled
+    # user only, who then has a file to check and read: the 4 % of the benchmark). The name
+    # service's own files differ (a name with no account is a miss in every NSS source): that
+    # is NSS's, the lookup pam_unix makes next on the same name.
+    ftp = password_denied_stack(twofa, "vsftpd")
+    ftp.login(unknown_name(), ["bad-password123456"])
+    storage = str(twofa.storage) + "/"
+    traces = {who: [t[:2] for t in traced_files(twofa, ftp, n, ["bad-password123456"])
+                    if t[1].startswith(storage) and t[0].startswith("open")]
+              for who, n in names.items()}
+    assert any(t[1].endswith("/NAME.toml") for t in traces["enrolled"]), traces["enrolled"]
+    for who, trace in traces.items():
+        assert trace == traces["enrolled"], who
 
 
 # ==============================================================================================

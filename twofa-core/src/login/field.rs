@@ -4,7 +4,7 @@ use zeroize::Zeroizing;
 
 use super::{exemption_of, Request};
 use crate::config::Config;
-use crate::identity::Directory;
+use crate::identity::{Account, Directory};
 use crate::policy::{self, Plan, Who};
 use crate::recovery;
 use crate::store::Store;
@@ -26,6 +26,14 @@ pub struct Split {
 /// an unreadable enrollment is reported by the `Verify` line, after the password. Users who
 /// will be let in without a code (unenrolled under `allow` or in grace, exempt by group or
 /// service) keep the whole field as the password.
+///
+/// This is the one per-user step before the password, and it can't be skipped: where the
+/// field is cut depends on the account. So every name costs the same steps, whatever each
+/// finds: one account lookup (the one pam_unix makes next on the same name), the groups if
+/// the policy names any, and one enrollment read; a name with no account goes through them
+/// as a stand-in account of that name, and their answers are thrown away. What still differs
+/// is the name service's own time: an unknown name is a miss in every NSS source
+/// (docs/security.md, "A remote guesser").
 pub fn split_field(
     config: &Config,
     store: &dyn Store,
@@ -42,17 +50,23 @@ pub fn split_field(
         code: None,
     };
     let default = config.totp.params.digits;
-    let Ok(Some(account)) = dir.lookup(req.user) else {
-        return cut_code(field, default);
-    };
-    if exemption_of(config, dir, req.service, &account)
+    // The same steps for every name, each whatever the one before found; only then is the
+    // field cut.
+    let account = dir.lookup(req.user).ok().flatten();
+    let known = account.is_some();
+    let account = account.unwrap_or_else(|| stand_in(req.user));
+    let exempt = exemption_of(config, dir, req.service, &account)
         .ok()
         .flatten()
-        .is_some()
-    {
+        .is_some();
+    let enrollment = store.enrollment(&account);
+    if !known {
+        return cut_code(field, default);
+    }
+    if exempt {
         return whole();
     }
-    match store.enrollment(&account) {
+    match enrollment {
         Ok(Some(e)) => {
             let digits = e
                 .totp()
@@ -65,6 +79,17 @@ pub fn split_field(
             _ => cut_code(field, default),
         },
         Err(_) => cut_code(field, default),
+    }
+}
+
+/// The account a name with no account goes through [`split_field`]'s steps as: the name as
+/// typed (its file stem is as safe as any account's), no uid or gid. Only read, never
+/// written: such a name creates no file.
+fn stand_in(name: &str) -> Account {
+    Account {
+        name: name.to_string(),
+        uid: u32::MAX,
+        gid: u32::MAX,
     }
 }
 

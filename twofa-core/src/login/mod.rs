@@ -166,11 +166,12 @@ fn authenticate_inner(
 ) -> Decision {
     let mut event = Event::new(req.user, req.rhost);
 
+    if req.password_failed {
+        return password_failed(req, conv, event);
+    }
+
     let account = match dir.lookup(req.user) {
         Ok(a) => a,
-        // After a failed password nothing but the prompt matters: don't reveal a broken
-        // directory service either.
-        Err(_) if req.password_failed => None,
         Err(e) => {
             return decide(
                 event,
@@ -191,7 +192,6 @@ fn authenticate_inner(
         Ok(e) => e
             .map(|e| offered(config, e))
             .filter(|e| !e.factors.is_empty()),
-        Err(_) if req.password_failed => None,
         Err(e) => return store_failed(event, e, Reason::EnrollmentError),
     };
     event.factor = enrollment.as_ref().and_then(|e| {
@@ -209,9 +209,9 @@ fn authenticate_inner(
         (Some(_), None) => Who::NotEnrolled,
         (Some(_), Some(_)) => Who::Enrolled,
     };
-    // Exemptions are only looked at once the password is verified and the account known.
-    let exempt = match (&account, req.password_failed) {
-        (Some(a), false) => match exemption_of(config, dir, req.service, a) {
+    // Exemptions are only looked at once the account is known.
+    let exempt = match &account {
+        Some(a) => match exemption_of(config, dir, req.service, a) {
             Ok(e) => e,
             Err(e) => {
                 return decide(
@@ -240,19 +240,8 @@ fn authenticate_inner(
             )
         }
         Plan::AskThenDeny(reason) => {
-            let answer = conversation::answer(req, conv);
-            // Do the same work as a real check, so the time taken says nothing either; the
-            // result is thrown away: nothing is spent or counted.
-            if let (Ok(a), Some(e)) = (&answer, &enrollment) {
-                let from = e.hotp().map_or(0, |h| h.counter);
-                let _ = matching::match_answer(
-                    config,
-                    e,
-                    a.as_deref().map(Vec::as_slice),
-                    req.now,
-                    from,
-                );
-            }
+            // Asked like anyone's, never checked: there is nothing to check it against.
+            let _ = conversation::answer(req, conv);
             decide(event, Outcome::Deny, reason, None)
         }
         Plan::SelfEnroll => match account.as_ref() {
@@ -285,6 +274,16 @@ fn authenticate_inner(
             })
         }
     }
+}
+
+/// After a failed password: the code is asked like after a right one (so the prompts say
+/// nothing), then denied before any per-user work. No account lookup, no enrollment or state
+/// read, no code computed: the same work for an enrolled user, an unenrolled one and a name
+/// with no account, so the time taken says nothing either (docs/design.md, "Oracles"). The
+/// log line names the user as typed; the account and factor were never looked up.
+fn password_failed(req: &Request<'_>, conv: &mut dyn Conversation, event: Event) -> Decision {
+    let _ = conversation::answer(req, conv);
+    decide(event, Outcome::Deny, Reason::PasswordFailed, None)
 }
 
 /// `2026-12-31` for the day before the Unix time `end` (an exclusive end of day).

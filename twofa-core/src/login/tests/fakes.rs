@@ -383,3 +383,73 @@ pub(super) fn email(to: &str) -> Factor {
         to: vec![to.into()],
     })
 }
+
+/// `MemStore` and `Dir` behind one recorder of every call made to them, as `"enrollment
+/// alice"`, `"lookup bob"`...: what a login did, shown without timing it.
+pub(super) struct Recorder<'a> {
+    pub(super) store: &'a MemStore,
+    pub(super) calls: RefCell<Vec<String>>,
+}
+
+impl<'a> Recorder<'a> {
+    pub(super) fn new(store: &'a MemStore) -> Self {
+        Recorder {
+            store,
+            calls: RefCell::default(),
+        }
+    }
+
+    fn note(&self, call: &str, name: &str) {
+        self.calls.borrow_mut().push(format!("{call} {name}"));
+    }
+
+    /// The calls made, with `name` written `NAME` (so two users' calls can be compared).
+    pub(super) fn calls_for(&self, name: &str) -> Vec<String> {
+        self.calls
+            .borrow()
+            .iter()
+            .map(|c| match c.split_once(' ') {
+                Some((call, n)) if n == name => format!("{call} NAME"),
+                _ => c.clone(),
+            })
+            .collect()
+    }
+}
+
+impl Store for Recorder<'_> {
+    fn enrollment(&self, a: &Account) -> Result<Option<Enrollment>, StoreError> {
+        self.note("enrollment", &a.name);
+        self.store.enrollment(a)
+    }
+    fn put_enrollment(&self, a: &Account, e: &Enrollment, replace: bool) -> Result<(), StoreError> {
+        self.note("put_enrollment", &a.name);
+        self.store.put_enrollment(a, e, replace)
+    }
+    fn disable_enrollment(&self, a: &Account, now: u64) -> Result<Option<String>, StoreError> {
+        self.note("disable_enrollment", &a.name);
+        self.store.disable_enrollment(a, now)
+    }
+    fn enrolled_names(&self) -> Result<Vec<String>, StoreError> {
+        self.note("enrolled_names", "-");
+        self.store.enrolled_names()
+    }
+    fn state(&self, a: &Account) -> Result<UserState, StoreError> {
+        self.note("state", &a.name);
+        self.store.state(a)
+    }
+    fn update(&self, a: &Account, op: &StateOp) -> Result<OpOutcome, StoreError> {
+        self.note("update", &a.name);
+        self.store.update(a, op)
+    }
+}
+
+impl Directory for Recorder<'_> {
+    fn lookup(&self, name: &str) -> Result<Option<Account>, LookupError> {
+        self.note("lookup", name);
+        Dir.lookup(name)
+    }
+    fn groups(&self, a: &Account) -> Result<Vec<String>, LookupError> {
+        self.note("groups", &a.name);
+        Dir.groups(a)
+    }
+}

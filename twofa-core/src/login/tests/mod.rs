@@ -2,6 +2,7 @@
 
 mod fakes;
 
+mod before_password;
 mod codes;
 mod field;
 mod lockout;
