@@ -24,6 +24,8 @@ pub mod policy;
 pub mod qr;
 pub mod recovery;
 pub mod runner;
+#[cfg(test)]
+mod scratch;
 pub mod secret;
 pub mod securefile;
 pub mod state;

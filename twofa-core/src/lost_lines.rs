@@ -193,19 +193,10 @@ fn read_count(path: &Path, file: &mut File) -> Result<Count, FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
-    }
+    use crate::scratch::is_root;
 
     fn tempdir() -> std::path::PathBuf {
-        let mut b = [0u8; 4];
-        let _ = getrandom::getrandom(&mut b);
-        let p = std::env::temp_dir().join(format!("twofa-lost-test-{:08x}", u32::from_ne_bytes(b)));
-        std::fs::create_dir(&p).ok();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).ok();
-        p
+        crate::scratch::dir("twofa-lost-test")
     }
 
     #[test]

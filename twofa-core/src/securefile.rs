@@ -669,17 +669,11 @@ pub fn mode_of(path: &Path) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch::is_root;
     use std::os::unix::fs::symlink;
 
-    fn tempdir() -> PathBuf {
-        let p = std::env::temp_dir().join(format!("twofa-core-test-{:08x}", random_u32()));
-        std::fs::create_dir(&p).ok();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).ok();
-        p
-    }
-
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
+    fn tempdir() -> std::path::PathBuf {
+        crate::scratch::dir("twofa-core-test")
     }
 
     #[test]
